@@ -1,0 +1,75 @@
+"""Thin API views: parse, call one service or selector, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.conf import accounts_settings
+from accounts.serializers import LoginInputSerializer, LogoutInputSerializer
+from accounts.services import LoginFailed, LoginThrottled, auth_login, auth_logout
+
+
+def client_address(request: Request) -> str:
+    """REMOTE_ADDR, or the address the configured number of trusted proxies saw."""
+    proxies = int(accounts_settings.TRUSTED_PROXY_COUNT)
+    if proxies:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return str(request.META.get("REMOTE_ADDR", ""))
+
+
+class LoginApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        serializer = LoginInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            result = auth_login(
+                username=serializer.validated_data["username"],
+                password=serializer.validated_data["password"],
+                client_address=client_address(request),
+            )
+        except LoginThrottled as exc:
+            raise Throttled(wait=exc.retry_after, detail="Too many failed login attempts.") from None
+        except LoginFailed as exc:
+            raise AuthenticationFailed(str(exc)) from None
+        return Response(
+            {
+                "access_token": result.access_token,
+                "token_type": "Bearer",
+                "expires_in": result.expires_in,
+                "context": result.context.public,
+            }
+        )
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class LogoutApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request: Request) -> Response:
+        serializer = LogoutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if request.auth is None:  # a session, not a bearer token: nothing to revoke here
+            raise AuthenticationFailed("Bearer token required.")
+        auth_logout(claims=request.auth, everywhere=serializer.validated_data["all"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response(request.user.context.public)

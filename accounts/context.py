@@ -1,0 +1,117 @@
+"""The immutable user context and its cached form."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+ZONES_READY = "ready"
+ZONES_STALE = "stale"
+ZONES_PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class UserContext:
+    """Who the user is, what they may do and where they belong, as served by ``GET /api/me``.
+
+    ``public`` is the contract's JSON (``version`` included); the other fields are what
+    authentication needs without touching the database.
+    """
+
+    user_id: int
+    is_active: bool
+    is_staff: bool
+    is_superuser: bool
+    username: str
+    token_version: int
+    revoked_jtis: frozenset[str]
+    organization_id: int | None
+    role_id: int | None
+    permissions: frozenset[str]
+    zones_stale_after: float | None
+    public: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.public["version"])
+
+    def zones_overdue(self, now: float | None = None) -> bool:
+        return self.zones_stale_after is not None and (now if now is not None else time.time()) >= self.zones_stale_after
+
+    def to_payload(self) -> bytes:
+        auth = [
+            self.user_id,
+            self.is_active,
+            self.token_version,
+            sorted(self.revoked_jtis),
+            self.organization_id,
+            self.role_id,
+            self.zones_stale_after,
+        ]
+        return json.dumps({"p": self.public, "a": auth}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> UserContext:
+        data = json.loads(payload)
+        public = data["p"]
+        user_id, is_active, token_version, revoked, org_id, role_id, stale_after = data["a"]
+        user = public["user"]
+        return cls(
+            user_id=user_id,
+            is_active=is_active,
+            is_staff=user["is_staff"],
+            is_superuser=user["is_superuser"],
+            username=user["username"],
+            token_version=token_version,
+            revoked_jtis=frozenset(revoked),
+            organization_id=org_id,
+            role_id=role_id,
+            permissions=frozenset(public["permissions"]),
+            zones_stale_after=stale_after,
+            public=public,
+        )
+
+
+def build_context(
+    *,
+    user: dict[str, Any],
+    is_active: bool,
+    token_version: int,
+    revoked_jtis: list[str],
+    organization: dict[str, Any] | None,
+    role: dict[str, Any] | None,
+    permissions: list[str],
+    zones: list[tuple[str, str]],
+    zones_status: str,
+    zones_stale_after: float | None,
+) -> UserContext:
+    """Assemble a context from loaded rows; ``version`` is a digest of everything public."""
+    public: dict[str, Any] = {
+        "user": user,
+        "organization": organization,
+        "role": role if organization is not None else None,
+        "permissions": sorted(set(permissions)),
+        "zones": [{"code": code, "name": name} for code, name in sorted(zones)],
+        "zones_status": zones_status,
+    }
+    digest = hashlib.blake2b(
+        json.dumps(public, sort_keys=True, separators=(",", ":")).encode(), digest_size=10
+    ).hexdigest()
+    public["version"] = digest
+    return UserContext(
+        user_id=int(user["id"]),
+        is_active=is_active,
+        is_staff=bool(user["is_staff"]),
+        is_superuser=bool(user["is_superuser"]),
+        username=str(user["username"]),
+        token_version=token_version,
+        revoked_jtis=frozenset(revoked_jtis),
+        organization_id=None if organization is None else int(organization["id"]),
+        role_id=None if role is None or organization is None else int(role["id"]),
+        permissions=frozenset(public["permissions"]),
+        zones_stale_after=zones_stale_after,
+        public=public,
+    )

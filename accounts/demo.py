@@ -1,0 +1,82 @@
+"""Demo data for ``seed_demo``: organizations, roles, users and one staff admin (idempotent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import Permission
+from django.db import transaction
+
+from accounts.models import Membership, Organization, Profile, Role, User
+
+ORGANIZATIONS = [("acme", "Acme"), ("globex", "Globex"), ("initech", "Initech")]
+ROLES = {
+    "viewer": ["accounts.view_organization", "zones.view_zone"],
+    "manager": ["accounts.view_organization", "accounts.view_membership", "zones.view_zone", "zones.view_zoneassignment"],
+    "admin": [
+        "accounts.view_organization",
+        "accounts.change_organization",
+        "accounts.view_membership",
+        "accounts.change_membership",
+        "zones.view_zone",
+        "zones.view_zoneassignment",
+    ],
+}
+ADMIN_USERNAME = "admin"
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    username: str
+    password: str
+    organization: str
+    role: str
+
+
+def _permissions(codes: list[str]) -> list[Permission]:
+    perms = []
+    for code in codes:
+        app_label, codename = code.split(".", 1)
+        perms.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return perms
+
+
+@transaction.atomic
+def demo_seed(*, users: int, password: str) -> list[DemoCredentials]:
+    """Create or refresh the demo rows; passwords are reset to ``password`` each run."""
+    organizations = [
+        Organization.objects.update_or_create(slug=slug, defaults={"name": name, "is_active": True})[0]
+        for slug, name in ORGANIZATIONS
+    ]
+    roles = {}
+    for name, codes in ROLES.items():
+        role, _ = Role.objects.get_or_create(name=name)
+        role.permissions.set(_permissions(codes))
+        roles[name] = role
+    credentials = []
+    role_names = list(ROLES)
+    specs = [(ADMIN_USERNAME, True, organizations[0], roles["admin"])]
+    for index in range(users):
+        specs.append(
+            (
+                f"user{index + 1}",
+                False,
+                organizations[index % len(organizations)],
+                roles[role_names[index % len(role_names)]],
+            )
+        )
+    for username, staff, organization, role in specs:
+        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        user.email = f"{username}@example.com"
+        user.is_staff = staff
+        user.is_superuser = staff
+        user.is_active = True
+        user.set_password(password)
+        user.save()
+        Profile.objects.update_or_create(user=user, defaults={"display_name": username.title()})
+        Membership.objects.filter(user=user, is_active=True).exclude(organization=organization).update(is_active=False)
+        Membership.objects.update_or_create(
+            user=user, organization=organization, defaults={"role": role, "is_active": True}
+        )
+        credentials.append(DemoCredentials(username, password, organization.slug, role.name))
+    return credentials

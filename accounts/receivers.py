@@ -1,0 +1,87 @@
+"""Signal receivers: every write that feeds a user context invalidates it (on commit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.services import context_invalidate
+
+_M2M_WRITES = {"post_add", "post_remove", "post_clear", "pre_clear"}
+
+
+def user_changed(sender: Any, instance: User, **_: Any) -> None:
+    context_invalidate(user_ids=[instance.pk])
+
+
+def user_row_changed(sender: Any, instance: Profile | RevokedToken, **_: Any) -> None:
+    context_invalidate(user_ids=[instance.user_id])
+
+
+def membership_changed(sender: Any, instance: Membership, **_: Any) -> None:
+    previous = getattr(instance, "_loaded_user_id", None)
+    context_invalidate(user_ids={instance.user_id, previous} - {None})
+
+
+def organization_changed(sender: Any, instance: Organization, **_: Any) -> None:
+    context_invalidate(organization_ids=[instance.pk])
+
+
+def role_changed(sender: Any, instance: Role, **_: Any) -> None:
+    context_invalidate(role_ids=[instance.pk])
+
+
+def permissions_changed(sender: Any, **_: Any) -> None:
+    context_invalidate(permissions=True)
+
+
+def group_permissions_changed(sender: Any, action: str, **_: Any) -> None:
+    if action in _M2M_WRITES:
+        context_invalidate(permissions=True)
+
+
+def role_permissions_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **_: Any
+) -> None:
+    if action not in _M2M_WRITES:
+        return
+    if not reverse:  # role.permissions.add(...)
+        context_invalidate(role_ids=[instance.pk])
+    elif pk_set:  # permission.roles.add(role, ...)
+        context_invalidate(role_ids=pk_set)
+    else:  # permission.roles.clear(): which roles is unknown after the fact
+        context_invalidate(permissions=True)
+
+
+def user_m2m_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **_: Any) -> None:
+    """User.user_permissions and User.groups, from either side."""
+    if action not in _M2M_WRITES:
+        return
+    if not reverse:  # user.groups.add(...), user.user_permissions.add(...)
+        context_invalidate(user_ids=[instance.pk])
+    elif pk_set:  # group.user_set.add(user, ...), permission.user_set.add(...)
+        context_invalidate(user_ids=pk_set)
+    else:
+        context_invalidate(permissions=True)
+
+
+def connect() -> None:
+    for model, receiver in [
+        (User, user_changed),
+        (Profile, user_row_changed),
+        (RevokedToken, user_row_changed),
+        (Membership, membership_changed),
+        (Organization, organization_changed),
+        (Role, role_changed),
+        (Permission, permissions_changed),
+        (Group, permissions_changed),
+    ]:
+        post_save.connect(receiver, sender=model, dispatch_uid=f"ctx-save-{model._meta.label}")
+        post_delete.connect(receiver, sender=model, dispatch_uid=f"ctx-delete-{model._meta.label}")
+    m2m_changed.connect(role_permissions_changed, sender=Role.permissions.through, dispatch_uid="ctx-role-perms")
+    m2m_changed.connect(user_m2m_changed, sender=User.groups.through, dispatch_uid="ctx-user-groups")
+    m2m_changed.connect(user_m2m_changed, sender=User.user_permissions.through, dispatch_uid="ctx-user-perms")
+    m2m_changed.connect(group_permissions_changed, sender=Group.permissions.through, dispatch_uid="ctx-group-perms")

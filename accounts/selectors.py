@@ -1,0 +1,265 @@
+"""Reads: the user context (cache first, then one SQL query) and the rows it is built from."""
+
+from __future__ import annotations
+
+import functools
+import time
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models import Q as _Q
+from django.utils import timezone
+
+from accounts.conf import accounts_settings
+from accounts.context import ZONES_PENDING, ZONES_READY, ZONES_STALE, UserContext, build_context
+from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from cachemgmt import cache
+from zones.models import Zone, ZoneAssignment, ZoneSyncRun
+
+NAMESPACE = "user_context"
+
+# A cached "this user does not exist": distinguishable from a miss, defeated by the user's key.
+_NONE_PAYLOAD = b"null"
+
+
+def user_context_get(*, user_id: int) -> UserContext | None:
+    """The context of ``user_id``, or None when no such user exists.
+
+    Served from the cache when every row it was built from is unchanged; otherwise loaded
+    with one SQL query (PostgreSQL; two on other databases) by a single caller while
+    concurrent callers for the same user wait for its result. A fill is stored only if no
+    invalidation committed after its read, and never from inside a transaction that has
+    pending invalidations (its rows are not committed and may roll back).
+    """
+    result = cache.entry_get(NAMESPACE, user_id)
+    if isinstance(result, cache.Hit):
+        if result.payload == _NONE_PAYLOAD:
+            return None
+        context = UserContext.from_payload(result.payload)
+        if not context.zones_overdue():
+            return context
+        # The zones snapshot went overdue since the fill: refill so zones_status says so.
+        result = cache.Miss(ticket=None, leader=True)
+        _zones_overdue_hook()
+    context = user_context_load(user_id=user_id)
+    if result.ticket is not None and not _transaction_has_pending_invalidations():
+        if context is None:
+            cache.entry_put(
+                NAMESPACE, user_id, miss=result, deps=[cache.dep_user_key(user_id)], payload=_NONE_PAYLOAD, ttl=_ttl()
+            )
+        else:
+            cache.entry_put(NAMESPACE, user_id, miss=result, deps=context_deps(context), payload=context.to_payload(), ttl=_ttl())
+    return context
+
+
+def context_deps(context: UserContext) -> list[str]:
+    """The dependency keys a context was built from (see ``cachemgmt.cache``)."""
+    deps = [cache.dep_user_key(context.user_id), cache.dep_permissions_key(), cache.dep_zones_key()]
+    if context.organization_id is not None:
+        deps.append(cache.dep_organization_key(context.organization_id))
+    if context.role_id is not None:
+        deps.append(cache.dep_role_key(context.role_id))
+    return deps
+
+
+def _ttl() -> int:
+    return int(accounts_settings.USER_CONTEXT_TTL)
+
+
+def _transaction_has_pending_invalidations() -> bool:
+    from accounts.services import PendingInvalidation
+
+    if not connection.in_atomic_block:
+        return False
+    return any(isinstance(func, PendingInvalidation) for _, func, _ in connection.run_on_commit)
+
+
+def _zones_overdue_hook() -> None:
+    """Ask for one zone sync when a context finds the snapshot overdue (zones app decides)."""
+    try:
+        from zones.services import zone_sync_request  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    zone_sync_request(reason="overdue")
+
+
+# --------------------------------------------------------------------------------------
+# Loading from the database
+# --------------------------------------------------------------------------------------
+
+
+def user_context_load(*, user_id: int) -> UserContext | None:
+    """Build the context from the database: one statement on PostgreSQL, two elsewhere."""
+    if connection.vendor == "postgresql":
+        return _load_postgresql(user_id)
+    return _load_portable(user_id)
+
+
+def _zones_state(last_ok: datetime | None, last_status: str | None) -> tuple[str, float | None]:
+    from zones.conf import zones_settings
+
+    if last_ok is None:
+        return ZONES_PENDING, None
+    stale_after = last_ok.timestamp() + 1.5 * int(zones_settings.SYNC_INTERVAL)
+    if last_status == ZoneSyncRun.Status.FAILED or time.time() >= stale_after:
+        return ZONES_STALE, None
+    return ZONES_READY, stale_after
+
+
+def _user_public(
+    user_id: int, username: str, email: str, display_name: str | None, is_staff: bool, is_superuser: bool
+) -> dict[str, Any]:
+    return {
+        "id": user_id,
+        "username": username,
+        "email": email,
+        "display_name": display_name or username,
+        "is_staff": is_staff,
+        "is_superuser": is_superuser,
+    }
+
+
+def _table(model: Any) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
+@functools.cache
+def _postgresql_sql() -> str:
+    role_perms = _table(Role.permissions.through)
+    user_perms = _table(User.user_permissions.through)
+    user_groups = _table(User.groups.through)
+    group_perms = _table(Group.permissions.through)
+    return f"""
+SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.token_version,
+       p.display_name, o.id, o.slug, o.name, r.id, r.name,
+       ARRAY(
+         SELECT ct.app_label || '.' || ap.codename
+         FROM {_table(Permission)} ap JOIN {_table(ContentType)} ct ON ct.id = ap.content_type_id
+         WHERE (u.is_superuser AND u.is_active)
+            OR ap.id IN (SELECT rp.permission_id FROM {role_perms} rp WHERE rp.role_id = r.id)
+            OR ap.id IN (SELECT up.permission_id FROM {user_perms} up WHERE up.user_id = u.id)
+            OR ap.id IN (SELECT gp.permission_id FROM {group_perms} gp
+                         JOIN {user_groups} ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id)
+       ),
+       ARRAY(
+         SELECT ARRAY[z.code, z.name]
+         FROM {_table(ZoneAssignment)} za JOIN {_table(Zone)} z ON z.id = za.zone_id
+         WHERE za.organization_id = o.id ORDER BY z.code
+       ),
+       ARRAY(SELECT t.jti FROM {_table(RevokedToken)} t WHERE t.user_id = u.id AND t.expires_at > now()),
+       (SELECT max(s.finished_at) FROM {_table(ZoneSyncRun)} s WHERE s.status = 'ok'),
+       (SELECT s.status FROM {_table(ZoneSyncRun)} s WHERE s.status <> 'running'
+        ORDER BY s.started_at DESC LIMIT 1)
+FROM {_table(User)} u
+LEFT JOIN {_table(Profile)} p ON p.user_id = u.id
+LEFT JOIN ({_table(Membership)} m
+           JOIN {_table(Organization)} o ON o.id = m.organization_id AND o.is_active
+           JOIN {_table(Role)} r ON r.id = m.role_id)
+       ON m.user_id = u.id AND m.is_active
+WHERE u.id = %s
+"""
+
+
+def _load_postgresql(user_id: int) -> UserContext | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_postgresql_sql(), [user_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (
+        uid, username, email, is_active, is_staff, is_superuser, token_version,
+        display_name, org_id, org_slug, org_name, role_id, role_name,
+        perms, zones, revoked, last_ok, last_status,
+    ) = row  # fmt: skip
+    zones_status, stale_after = _zones_state(last_ok, last_status)
+    organization = None if org_id is None else {"id": org_id, "slug": org_slug, "name": org_name}
+    return build_context(
+        user=_user_public(uid, username, email, display_name, is_staff, is_superuser),
+        is_active=is_active,
+        token_version=token_version,
+        revoked_jtis=list(revoked),
+        organization=organization,
+        role=None if role_id is None else {"id": role_id, "name": role_name},
+        permissions=list(perms),
+        zones=[(code, name) for code, name in zones] if organization is not None else [],
+        zones_status=zones_status,
+        zones_stale_after=stale_after,
+    )
+
+
+def _load_portable(user_id: int) -> UserContext | None:
+    active = Membership.objects.filter(user=OuterRef("pk"), is_active=True, organization__is_active=True)
+
+    def membership(field: str) -> Subquery:
+        return Subquery(active.values(field)[:1])
+
+    row = (
+        User.objects.filter(pk=user_id)
+        .annotate(
+            display_name=F("profile__display_name"),
+            org_id=membership("organization_id"),
+            org_slug=membership("organization__slug"),
+            org_name=membership("organization__name"),
+            role_id=membership("role_id"),
+            role_name=membership("role__name"),
+            last_ok=Subquery(
+                ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK).order_by("-finished_at").values("finished_at")[:1]
+            ),
+            last_status=Subquery(
+                ZoneSyncRun.objects.exclude(status=ZoneSyncRun.Status.RUNNING).order_by("-started_at").values("status")[:1]
+            ),
+        )
+        .values(
+            "id", "username", "email", "is_active", "is_staff", "is_superuser", "token_version", "display_name",
+            "org_id", "org_slug", "org_name", "role_id", "role_name", "last_ok", "last_status",
+        )  # fmt: skip
+        .first()
+    )
+    if row is None:
+        return None
+
+    def tagged(queryset: Any, kind: str, a: Any, b: Any) -> Any:
+        return queryset.order_by().annotate(kind=Value(kind), a=a, b=b).values_list("kind", "a", "b")
+
+    superuser = row["is_superuser"] and row["is_active"]
+    perm_filter = _Q() if superuser else (_Q(user=user_id) | _Q(group__user=user_id))
+    if not superuser and row["role_id"] is not None:
+        perm_filter |= _Q(roles=row["role_id"])
+    parts = [tagged(Permission.objects.filter(perm_filter), "p", F("content_type__app_label"), F("codename"))]
+    if row["org_id"] is not None:
+        parts.append(tagged(Zone.objects.filter(assignments__organization_id=row["org_id"]), "z", F("code"), F("name")))
+    now = timezone.now()
+    parts.append(tagged(RevokedToken.objects.filter(user_id=user_id, expires_at__gt=now), "r", F("jti"), Value("")))
+    perms: set[str] = set()
+    zones: set[tuple[str, str]] = set()
+    revoked: list[str] = []
+    for kind, a, b in parts[0].union(*parts[1:], all=True):
+        if kind == "p":
+            perms.add(f"{a}.{b}")
+        elif kind == "z":
+            zones.add((a, b))
+        else:
+            revoked.append(a)
+    zones_status, stale_after = _zones_state(row["last_ok"], row["last_status"])
+    organization = (
+        None if row["org_id"] is None else {"id": row["org_id"], "slug": row["org_slug"], "name": row["org_name"]}
+    )
+    return build_context(
+        user=_user_public(
+            row["id"], row["username"], row["email"], row["display_name"], row["is_staff"], row["is_superuser"]
+        ),
+        is_active=row["is_active"],
+        token_version=row["token_version"],
+        revoked_jtis=revoked,
+        organization=organization,
+        role=None if row["role_id"] is None else {"id": row["role_id"], "name": row["role_name"]},
+        permissions=list(perms),
+        zones=list(zones),
+        zones_status=zones_status,
+        zones_stale_after=stale_after,
+    )
+

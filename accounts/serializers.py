@@ -1,0 +1,69 @@
+"""Request and response shapes of the accounts API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class LoginInputSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150, trim_whitespace=False)
+    password = serializers.CharField(max_length=1024, trim_whitespace=False, style={"input_type": "password"})
+
+    def validate_username(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        if "\x00" in value:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return value
+
+
+class LogoutInputSerializer(serializers.Serializer):
+    all = serializers.BooleanField(required=False, default=False)
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField()
+    display_name = serializers.CharField()
+    is_staff = serializers.BooleanField()
+    is_superuser = serializers.BooleanField()
+
+
+class OrganizationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    slug = serializers.CharField()
+    name = serializers.CharField()
+
+
+class RoleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ZoneSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+
+
+class UserContextSerializer(serializers.Serializer):
+    """Documents the context JSON (the view returns the cached dict as it is)."""
+
+    user = UserSerializer()
+    organization = OrganizationSerializer(allow_null=True)
+    role = RoleSerializer(allow_null=True)
+    permissions = serializers.ListField(child=serializers.CharField())
+    zones = ZoneSerializer(many=True)
+    zones_status = serializers.ChoiceField(choices=["ready", "stale", "pending"])
+    version = serializers.CharField()
+
+
+class LoginOutputSerializer(serializers.Serializer):
+    access_token = serializers.CharField()
+    token_type = serializers.CharField()
+    expires_in = serializers.IntegerField()
+    context = UserContextSerializer()
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,244 @@
+"""Writes: login, logout, membership and role changes, and the invalidation of cached contexts."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import Permission
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.conf import accounts_settings
+from accounts.context import UserContext
+from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.selectors import user_context_get
+from accounts.tokens import TokenClaims, token_issue
+from cachemgmt import cache
+
+logger = logging.getLogger("accounts")
+
+
+# --------------------------------------------------------------------------------------
+# Invalidation
+# --------------------------------------------------------------------------------------
+
+
+class PendingInvalidation:
+    """An on-commit callback bumping dependency keys; its presence marks uncommitted changes."""
+
+    __slots__ = ("deps",)
+
+    def __init__(self, deps: list[str]) -> None:
+        self.deps = deps
+
+    def __call__(self) -> None:
+        cache.deps_bump(self.deps)
+
+
+def context_invalidate(
+    *,
+    user_ids: Iterable[int] = (),
+    organization_ids: Iterable[int] = (),
+    role_ids: Iterable[int] = (),
+    permissions: bool = False,
+    zones: bool = False,
+) -> None:
+    """Defeat every cached context built from these rows, once the current transaction commits.
+
+    One cache round trip whatever the number of keys; a role or an organization is one key,
+    however many users hold it. Inside a rolled-back transaction nothing happens.
+    """
+    deps = [cache.dep_user_key(uid) for uid in user_ids if uid is not None]
+    deps += [cache.dep_organization_key(oid) for oid in organization_ids if oid is not None]
+    deps += [cache.dep_role_key(rid) for rid in role_ids if rid is not None]
+    if permissions:
+        deps.append(cache.dep_permissions_key())
+    if zones:
+        deps.append(cache.dep_zones_key())
+    if deps:
+        transaction.on_commit(PendingInvalidation(deps))
+
+
+# --------------------------------------------------------------------------------------
+# Login, logout
+# --------------------------------------------------------------------------------------
+
+
+class LoginThrottled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed login attempts.")
+        self.retry_after = retry_after
+
+
+class LoginFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    access_token: str
+    expires_in: int
+    context: UserContext
+
+
+def normalize_username(username: str) -> str:
+    """The form throttling counts by: case, width and surrounding whitespace do not matter."""
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def _throttle_keys(username: str, client_address: str) -> list[tuple[str, int]]:
+    def digest(value: str) -> str:
+        # Keys never carry client input verbatim.
+        return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+    return [
+        (cache.throttle_key("login-user", digest(normalize_username(username))), int(accounts_settings.LOGIN_FAILURES_PER_USERNAME)),
+        (cache.throttle_key("login-addr", digest(client_address)), int(accounts_settings.LOGIN_FAILURES_PER_ADDRESS)),
+    ]
+
+
+def auth_login(*, username: str, password: str, client_address: str) -> LoginResult:
+    """Check credentials and issue a bearer token; failures are throttled per username and address.
+
+    The context is loaded (and cached) by the authentication backend, so the first request
+    with the new token is already warm.
+    """
+    window = int(accounts_settings.LOGIN_FAILURE_WINDOW)
+    keys = _throttle_keys(username, client_address)
+    for key, limit in keys:
+        if cache.window_get(key) >= limit:
+            raise LoginThrottled(cache.window_ttl(key, window))
+    user = authenticate(request=None, username=username.strip(), password=password)
+    if user is None:
+        for key, _ in keys:
+            cache.window_incr(key, window=window)
+        logger.info("login failed", extra={"reason": "credentials"})
+        raise LoginFailed("Invalid username or password.")
+    context = user_context_get(user_id=user.pk)
+    if context is None or not context.is_active:
+        raise LoginFailed("Invalid username or password.")
+    # last_login is not part of the context: update it without a save() that would invalidate.
+    User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+    token, claims = token_issue(user_id=user.pk, token_version=context.token_version)
+    logger.info("login succeeded", extra={"user_id": user.pk})
+    return LoginResult(access_token=token, expires_in=claims.expires_at - claims.issued_at, context=context)
+
+
+@transaction.atomic
+def auth_logout(*, claims: TokenClaims, everywhere: bool = False) -> None:
+    """End this token, or with ``everywhere`` every token of the user; effective on commit."""
+    if everywhere:
+        User.objects.filter(pk=claims.user_id).update(token_version=F("token_version") + 1)
+    else:
+        RevokedToken.objects.get_or_create(
+            jti=claims.jti,
+            defaults={"user_id": claims.user_id, "expires_at": datetime.fromtimestamp(claims.expires_at, tz=UTC)},
+        )
+    RevokedToken.objects.filter(user_id=claims.user_id, expires_at__lte=timezone.now()).delete()
+    context_invalidate(user_ids=[claims.user_id])
+
+
+# --------------------------------------------------------------------------------------
+# Users, memberships and roles (the project's own write paths, bulk ones included)
+# --------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_create(
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    display_name: str = "",
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> User:
+    user = User(username=username, email=email, is_staff=is_staff, is_superuser=is_superuser)
+    user.set_password(password)
+    user.save()
+    Profile.objects.create(user=user, display_name=display_name or username)
+    return user
+
+
+@transaction.atomic
+def user_set_active(*, user_id: int, is_active: bool) -> None:
+    User.objects.filter(pk=user_id).update(is_active=is_active)
+    context_invalidate(user_ids=[user_id])
+
+
+@transaction.atomic
+def user_set_password(*, user_id: int, password: str) -> None:
+    """A new password revokes every token of the user (token_version is bumped by set_password)."""
+    user = User.objects.select_for_update().get(pk=user_id)
+    user.set_password(password)
+    user.save(update_fields=["password", "token_version"])
+
+
+@transaction.atomic
+def profile_update(*, user_id: int, **fields: Any) -> Profile:
+    allowed = {"display_name", "locale", "timezone"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown profile fields: {', '.join(sorted(unknown))}")
+    profile, _ = Profile.objects.get_or_create(user_id=user_id)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    profile.save()
+    return profile
+
+
+@transaction.atomic
+def membership_set(*, user_id: int, organization_id: int, role_id: int) -> Membership:
+    """Make this the user's one active membership (any other active one is deactivated)."""
+    Membership.objects.filter(user_id=user_id, is_active=True).exclude(
+        organization_id=organization_id
+    ).update(is_active=False)
+    membership, _ = Membership.objects.update_or_create(
+        user_id=user_id, organization_id=organization_id, defaults={"role_id": role_id, "is_active": True}
+    )
+    context_invalidate(user_ids=[user_id])
+    return membership
+
+
+@transaction.atomic
+def membership_deactivate(*, user_id: int) -> int:
+    changed = Membership.objects.filter(user_id=user_id, is_active=True).update(is_active=False)
+    context_invalidate(user_ids=[user_id])
+    return changed
+
+
+@transaction.atomic
+def membership_bulk_change_role(*, organization_id: int, from_role_id: int, to_role_id: int) -> int:
+    """Move every member of an organization from one role to another: one UPDATE, one bump."""
+    changed = Membership.objects.filter(organization_id=organization_id, role_id=from_role_id).update(
+        role_id=to_role_id
+    )
+    # Many users at once: the organization's key covers every member in O(1).
+    context_invalidate(organization_ids=[organization_id])
+    return changed
+
+
+@transaction.atomic
+def organization_set_active(*, organization_id: int, is_active: bool) -> None:
+    Organization.objects.filter(pk=organization_id).update(is_active=is_active)
+    context_invalidate(organization_ids=[organization_id])
+
+
+@transaction.atomic
+def role_set_permissions(*, role_id: int, permission_codes: Iterable[str]) -> Role:
+    """Replace a role's permissions (``app_label.codename``); every holder sees it on commit."""
+    role = Role.objects.get(pk=role_id)
+    wanted: list[Permission] = []
+    for code in permission_codes:
+        app_label, _, codename = code.partition(".")
+        wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    role.permissions.set(wanted)  # m2m_changed invalidates the role
+    return role

@@ -1,0 +1,725 @@
+"""The one owner of the cache: key layout, versioned entries, invalidation, counters, circuit breaker.
+
+Every cached entry records the *ticket* (a value of a shared logical clock) read before the
+database was queried, and the names of the dependency keys it was built from (the user, its
+organization and role, the global permission and zone keys, the namespace). An invalidation
+sets each touched dependency key to a fresh clock value. An entry is served only while every
+dependency value is at most its ticket, so:
+
+* an invalidation committed after a fill's database read always defeats that fill, even if
+  the fill is stored later (race-safe fills);
+* a change that touches many users bumps one key (O(1) cache operations);
+* clearing a namespace is one bump of the namespace key; nothing is scanned or flushed.
+
+With Redis, a read is a single EVALSHA that checks the entry and its dependencies on the
+server. Without Redis, the same rules run in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.signals import setting_changed
+
+logger = logging.getLogger("cachemgmt.cache")
+
+NAMESPACES: tuple[str, ...] = ("user_context", "zones")
+
+# How long a filler holds the single-flight lock, and how long others wait for its result
+# before querying the database themselves (a crashed filler must not stall anyone).
+FILL_LOCK_MS = 2000
+FILL_WAIT_SECONDS = 0.5
+FILL_POLL_SECONDS = 0.005
+
+
+# --------------------------------------------------------------------------------------
+# Keys: each has exactly one builder.
+# --------------------------------------------------------------------------------------
+
+
+def _prefix() -> str:
+    return str(getattr(settings, "CACHE_KEY_PREFIX", "authctx"))
+
+
+def clock_key() -> str:
+    return f"{_prefix()}:clock"
+
+
+def namespace_key(namespace: str) -> str:
+    return f"{_prefix()}:ns:{namespace}"
+
+
+def entry_key(namespace: str, ident: int | str) -> str:
+    return f"{_prefix()}:e:{namespace}:{ident}"
+
+
+def fill_lock_key(namespace: str, ident: int | str) -> str:
+    return f"{_prefix()}:lock:{namespace}:{ident}"
+
+
+def dep_user_key(user_id: int) -> str:
+    return f"{_prefix()}:dep:u:{int(user_id)}"
+
+
+def dep_organization_key(organization_id: int) -> str:
+    return f"{_prefix()}:dep:o:{int(organization_id)}"
+
+
+def dep_role_key(role_id: int) -> str:
+    return f"{_prefix()}:dep:r:{int(role_id)}"
+
+
+def dep_permissions_key() -> str:
+    """Groups, group permissions and the permission table itself: rare, wide changes."""
+    return f"{_prefix()}:dep:perms"
+
+
+def dep_zones_key() -> str:
+    """The zones snapshot as a whole (zone names, sync outcomes)."""
+    return f"{_prefix()}:dep:zones"
+
+
+def stats_key(namespace: str) -> str:
+    return f"{_prefix()}:stats:{namespace}"
+
+
+def stats_since_key() -> str:
+    return f"{_prefix()}:stats:since"
+
+
+def throttle_key(scope: str, digest: str) -> str:
+    return f"throttle:{scope}:{digest}"
+
+
+def task_lock_key(name: str) -> str:
+    return f"tasklock:{name}"
+
+
+# --------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A miss; ``ticket`` is None when the cache is unavailable (then nothing is stored)."""
+
+    ticket: int | None
+    leader: bool
+    lock_token: str = ""
+
+
+class CacheUnavailable(Exception):
+    """The shared cache cannot be reached (or the circuit is open)."""
+
+
+# --------------------------------------------------------------------------------------
+# Circuit breaker
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CircuitBreaker:
+    """Closed -> open after ``threshold`` consecutive failures; one probe after ``cooldown``."""
+
+    threshold: int = 2
+    cooldown: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    state: str = "closed"
+    failures: int = 0
+    opened_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self.state == "closed":
+                return True
+            if self.state == "open" and self.clock() - self.opened_at >= self.cooldown:
+                self._set("half_open")
+                return True
+            return False
+
+    def record_success(self) -> bool:
+        """Returns True when this success closed a circuit that was not closed."""
+        with self._lock:
+            self.failures = 0
+            if self.state != "closed":
+                self._set("closed")
+                return True
+            return False
+
+    def record_failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.state == "half_open" or (self.state == "closed" and self.failures >= self.threshold):
+                self.opened_at = self.clock()
+                self._set("open", exc)
+
+    def _set(self, state: str, exc: BaseException | None = None) -> None:
+        previous, self.state = self.state, state
+        if state == "open":
+            logger.warning(
+                "cache circuit opened: serving from the database",
+                extra={"previous": previous, "error": type(exc).__name__ if exc else None},
+            )
+        elif state == "closed":
+            logger.warning("cache circuit closed: cache back in use", extra={"previous": previous})
+
+
+# --------------------------------------------------------------------------------------
+# Stores
+# --------------------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    backend: str
+
+    def get(self, key: str, *, lock_key: str | None) -> Hit | Miss: ...
+
+    def put(
+        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+    ) -> bool: ...
+
+    def bump(self, deps: Sequence[str]) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def count_entries(self, namespace: str) -> int | None: ...
+
+    def incr_stats(self, namespace: str, deltas: dict[str, int]) -> None: ...
+
+    def read_stats(self, namespace: str) -> dict[str, int]: ...
+
+    def stats_since(self) -> float: ...
+
+    def server_info(self) -> dict[str, Any] | None: ...
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class LocalStore:
+    """In-process store with the same rules as the Redis one (for one process: the demo, tests)."""
+
+    backend = "locmem"
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._lock = threading.RLock()
+        self._clock = _now_us()
+        self._deps: dict[str, int] = {}
+        self._entries: dict[str, tuple[int, tuple[str, ...], bytes, float]] = {}
+        self._fill_locks: dict[str, tuple[str, float]] = {}
+        self._stats: dict[str, dict[str, int]] = {}
+        self._since = time.time()
+        self._max_entries = max_entries
+
+    def _fresh(self, ticket: int, deps: Iterable[str]) -> bool:
+        for dep in deps:
+            value = self._deps.get(dep)
+            if value is None or value > ticket:
+                return False
+        return True
+
+    def get(self, key: str, *, lock_key: str | None) -> Hit | Miss:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                ticket, deps, payload, expires = entry
+                if expires > now and self._fresh(ticket, deps):
+                    return Hit(payload)
+                del self._entries[key]
+            leader, token = False, ""
+            if lock_key is not None:
+                held = self._fill_locks.get(lock_key)
+                if held is None or held[1] <= now:
+                    token = secrets.token_hex(8)
+                    self._fill_locks[lock_key] = (token, now + FILL_LOCK_MS / 1000)
+                    leader = True
+            return Miss(ticket=self._clock, leader=leader, lock_token=token)
+
+    def put(
+        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+    ) -> bool:
+        with self._lock:
+            if lock_key is not None and lock_token and self._fill_locks.get(lock_key, ("",))[0] == lock_token:
+                del self._fill_locks[lock_key]
+            if any(self._deps.get(dep, ticket) > ticket for dep in deps):
+                return False
+            for dep in deps:
+                self._deps.setdefault(dep, ticket)
+            if len(self._entries) >= self._max_entries and key not in self._entries:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (ticket, tuple(deps), payload, time.monotonic() + ttl)
+            return True
+
+    def bump(self, deps: Sequence[str]) -> None:
+        with self._lock:
+            self._clock += 1
+            for dep in deps:
+                self._deps[dep] = self._clock
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def count_entries(self, namespace: str) -> int | None:
+        marker = f":e:{namespace}:"
+        now = time.monotonic()
+        with self._lock:
+            return sum(
+                1
+                for key, (ticket, deps, _, expires) in self._entries.items()
+                if marker in key and expires > now and self._fresh(ticket, deps)
+            )
+
+    def incr_stats(self, namespace: str, deltas: dict[str, int]) -> None:
+        with self._lock:
+            bucket = self._stats.setdefault(namespace, {})
+            for name, delta in deltas.items():
+                bucket[name] = bucket.get(name, 0) + delta
+
+    def read_stats(self, namespace: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._stats.get(namespace, {}))
+
+    def stats_since(self) -> float:
+        return self._since
+
+    def server_info(self) -> dict[str, Any] | None:
+        return None
+
+
+_CLOCK_LUA = """
+local function clock_now(clock_key)
+  local c = redis.call('GET', clock_key)
+  if not c then
+    local t = redis.call('TIME')
+    redis.call('SET', clock_key, string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2])), 'NX')
+    c = redis.call('GET', clock_key)
+  end
+  return c
+end
+local function split(s)
+  local out = {}
+  for k in string.gmatch(s, '%S+') do out[#out + 1] = k end
+  return out
+end
+"""
+
+# KEYS: entry, clock, fill lock.  ARGV: lock token, lock ms, want lock ("1"/"0").
+_GET_LUA = (
+    _CLOCK_LUA
+    + """
+local h = redis.call('HMGET', KEYS[1], 't', 'd', 'p')
+if h[1] then
+  local t = tonumber(h[1])
+  local ok = true
+  local deps = split(h[2])
+  if #deps > 0 then
+    local vals = redis.call('MGET', unpack(deps))
+    for i = 1, #vals do
+      if (not vals[i]) or tonumber(vals[i]) > t then ok = false break end
+    end
+  end
+  if ok then return {1, h[3]} end
+end
+local c = clock_now(KEYS[2])
+local got = 0
+if ARGV[3] == '1' and redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then got = 1 end
+return {0, c, got}
+"""
+)
+
+# KEYS: entry, fill lock.  ARGV: ticket, deps, payload, ttl, lock token.
+_PUT_LUA = (
+    _CLOCK_LUA
+    + """
+local t = tonumber(ARGV[1])
+local deps = split(ARGV[2])
+local fresh = true
+local vals = {}
+if #deps > 0 then
+  vals = redis.call('MGET', unpack(deps))
+  for i = 1, #vals do
+    if vals[i] and tonumber(vals[i]) > t then fresh = false break end
+  end
+end
+local stored = 0
+if fresh then
+  for i = 1, #deps do
+    if not vals[i] then redis.call('SET', deps[i], ARGV[1]) end
+  end
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'd', ARGV[2], 'p', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  stored = 1
+end
+if ARGV[5] ~= '' and redis.call('GET', KEYS[2]) == ARGV[5] then redis.call('DEL', KEYS[2]) end
+return stored
+"""
+)
+
+# KEYS: clock, deps...
+_BUMP_LUA = """
+local v = redis.call('INCR', KEYS[1])
+if v < 1000000000 then
+  -- The clock was lost (eviction, restart with old entries restored): reseed it from server
+  -- time, which is past every earlier ticket.
+  local t = redis.call('TIME')
+  v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local s = string.format('%.0f', v)
+redis.call('SET', KEYS[1], s)
+for i = 2, #KEYS do redis.call('SET', KEYS[i], s) end
+return s
+"""
+
+
+class RedisStore:
+    """Redis through django-redis's connection pool, guarded by a circuit breaker."""
+
+    backend = "redis"
+
+    def __init__(self, breaker: CircuitBreaker | None = None) -> None:
+        from django_redis import get_redis_connection
+
+        self._client = get_redis_connection("default")
+        self.breaker = breaker or CircuitBreaker()
+        self._get = self._client.register_script(_GET_LUA)
+        self._put = self._client.register_script(_PUT_LUA)
+        self._bump = self._client.register_script(_BUMP_LUA)
+        # Invalidations this process could not deliver; on recovery every namespace is
+        # bumped, because an entry they should have defeated may still be in Redis.
+        self._lost_invalidations = False
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        from redis.exceptions import RedisError
+
+        if not self.breaker.allow():
+            raise CacheUnavailable("circuit open")
+        try:
+            result = fn()
+        except (RedisError, OSError) as exc:
+            self.breaker.record_failure(exc)
+            raise CacheUnavailable(str(exc)) from exc
+        if self._lost_invalidations:
+            try:
+                self._bump(keys=[clock_key(), *(namespace_key(ns) for ns in NAMESPACES)])
+            except (RedisError, OSError) as exc:
+                self.breaker.record_failure(exc)
+                raise CacheUnavailable(str(exc)) from exc
+            self._lost_invalidations = False
+            logger.warning("cache recovered: cleared every namespace to drop entries older than lost invalidations")
+        self.breaker.record_success()
+        return result
+
+    def get(self, key: str, *, lock_key: str | None) -> Hit | Miss:
+        token = secrets.token_hex(8) if lock_key else ""
+        result = self._call(
+            lambda: self._get(
+                keys=[key, clock_key(), lock_key or key + ":nolock"],
+                args=[token, FILL_LOCK_MS, "1" if lock_key else "0"],
+            )
+        )
+        if int(result[0]) == 1:
+            return Hit(bytes(result[1]))
+        leader = int(result[2]) == 1
+        return Miss(ticket=int(result[1]), leader=leader, lock_token=token if leader else "")
+
+    def put(
+        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+    ) -> bool:
+        result = self._call(
+            lambda: self._put(
+                keys=[key, lock_key or key + ":nolock"],
+                args=[ticket, " ".join(deps), payload, ttl, lock_token],
+            )
+        )
+        return int(result) == 1
+
+    def bump(self, deps: Sequence[str]) -> None:
+        try:
+            self._call(lambda: self._bump(keys=[clock_key(), *deps]))
+        except CacheUnavailable:
+            self._lost_invalidations = True
+            raise
+
+    def delete(self, key: str) -> None:
+        self._call(lambda: self._client.delete(key))
+
+    def count_entries(self, namespace: str) -> int | None:
+        # Counting would need a scan of the keyspace; the contract allows null here.
+        return None
+
+    def incr_stats(self, namespace: str, deltas: dict[str, int]) -> None:
+        def run() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for name, delta in deltas.items():
+                pipe.hincrby(stats_key(namespace), name, delta)
+            pipe.set(stats_since_key(), f"{time.time():.3f}", nx=True)
+            pipe.execute()
+
+        self._call(run)
+
+    def read_stats(self, namespace: str) -> dict[str, int]:
+        raw = self._call(lambda: self._client.hgetall(stats_key(namespace)))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    def stats_since(self) -> float:
+        raw = self._call(lambda: self._client.get(stats_since_key()))
+        return float(raw) if raw else time.time()
+
+    def server_info(self) -> dict[str, Any] | None:
+        info = self._call(lambda: self._client.info())
+        return {"used_memory": info.get("used_memory"), "connected_clients": info.get("connected_clients")}
+
+
+# --------------------------------------------------------------------------------------
+# The process-wide store and the public API used by services and selectors.
+# --------------------------------------------------------------------------------------
+
+_store: Store | None = None
+_store_lock = threading.Lock()
+
+
+def get_store() -> Store:
+    global _store
+    store = _store
+    if store is None:
+        with _store_lock:
+            if _store is None:
+                _store = RedisStore() if getattr(settings, "REDIS_URL", None) else LocalStore()
+            store = _store
+    return store
+
+
+def reset_store(store: Store | None = None) -> None:
+    """Drop the process's store (tests, settings changes); the next call builds a new one."""
+    global _store
+    with _store_lock:
+        _store = store
+    _local_counters.clear()
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting in {"REDIS_URL", "CACHES", "CACHE_KEY_PREFIX"}:
+        reset_store()
+
+
+setting_changed.connect(_on_setting_changed)
+
+
+def backend_name() -> str:
+    return get_store().backend
+
+
+def jittered_ttl(ttl: int) -> int:
+    """The TTL is only a backstop; jitter spreads expiries so they do not stampede together."""
+    return max(1, int(ttl * random.uniform(0.9, 1.0)))
+
+
+# Counters are kept per process and flushed to the shared store every few seconds, so the
+# request path adds a fraction of a command, not one per request.
+STATS_FLUSH_SECONDS = 2.0
+_local_counters: dict[str, dict[str, int]] = {}
+_counters_lock = threading.Lock()
+_last_flush = [time.monotonic()]
+
+
+def count(namespace: str, name: str, delta: int = 1) -> None:
+    with _counters_lock:
+        bucket = _local_counters.setdefault(namespace, {})
+        bucket[name] = bucket.get(name, 0) + delta
+    if time.monotonic() - _last_flush[0] >= STATS_FLUSH_SECONDS:
+        stats_flush()
+
+
+def stats_flush() -> None:
+    with _counters_lock:
+        pending = {ns: dict(values) for ns, values in _local_counters.items() if values}
+        _local_counters.clear()
+        _last_flush[0] = time.monotonic()
+    store = get_store()
+    for namespace, deltas in pending.items():
+        try:
+            store.incr_stats(namespace, deltas)
+        except CacheUnavailable:
+            with _counters_lock:  # keep them for the next flush
+                bucket = _local_counters.setdefault(namespace, {})
+                for name, delta in deltas.items():
+                    bucket[name] = bucket.get(name, 0) + delta
+
+
+def entry_get(namespace: str, ident: int | str, *, single_flight: bool = True) -> Hit | Miss:
+    """Look an entry up; on a miss, say whether this caller should fill it (single flight).
+
+    A follower (another caller is filling) waits up to ``FILL_WAIT_SECONDS`` for the filler's
+    result, then fills on its own so a crashed filler cannot stall requests.
+    """
+    store = get_store()
+    key = entry_key(namespace, ident)
+    lock = fill_lock_key(namespace, ident) if single_flight else None
+    try:
+        result = store.get(key, lock_key=lock)
+        if isinstance(result, Miss) and lock is not None and not result.leader:
+            deadline = time.monotonic() + FILL_WAIT_SECONDS
+            while isinstance(result, Miss) and not result.leader and time.monotonic() < deadline:
+                time.sleep(FILL_POLL_SECONDS)
+                result = store.get(key, lock_key=lock)
+    except CacheUnavailable:
+        count(namespace, "misses")
+        return Miss(ticket=None, leader=True)
+    count(namespace, "hits" if isinstance(result, Hit) else "misses")
+    return result
+
+
+def entry_put(namespace: str, ident: int | str, *, miss: Miss, deps: Sequence[str], payload: bytes, ttl: int) -> bool:
+    """Store a fill made after ``miss``; refused when an invalidation has overtaken it."""
+    if miss.ticket is None:
+        return False
+    deps = [namespace_key(namespace), *deps]
+    try:
+        stored = get_store().put(
+            entry_key(namespace, ident),
+            ticket=miss.ticket,
+            deps=deps,
+            payload=payload,
+            ttl=jittered_ttl(ttl),
+            lock_key=fill_lock_key(namespace, ident),
+            lock_token=miss.lock_token,
+        )
+    except CacheUnavailable:
+        return False
+    if stored:
+        count(namespace, "fills")
+    return stored
+
+
+def deps_bump(deps: Sequence[str], *, namespace: str = "user_context") -> None:
+    """Defeat every entry built from any of ``deps`` (one round trip whatever their number)."""
+    if not deps:
+        return
+    try:
+        get_store().bump(list(dict.fromkeys(deps)))
+    except CacheUnavailable:
+        logger.warning("cache invalidation not delivered; entries are cleared when the cache recovers")
+        return
+    count(namespace, "invalidations", len(deps))
+
+
+def namespace_clear(namespace: str) -> None:
+    deps_bump([namespace_key(namespace)], namespace=namespace)
+
+
+def entry_delete(namespace: str, ident: int | str) -> None:
+    """Remove one entry outright (its dependencies untouched)."""
+    try:
+        get_store().delete(entry_key(namespace, ident))
+    except CacheUnavailable:
+        pass
+    count(namespace, "invalidations")
+
+
+def stats_read(namespace: str) -> dict[str, int]:
+    stats_flush()
+    return get_store().read_stats(namespace)
+
+
+# --------------------------------------------------------------------------------------
+# Small shared counters and locks through Django's cache (throttling, task locks).
+# --------------------------------------------------------------------------------------
+
+_fallback_counters: dict[str, tuple[int, float]] = {}
+_fallback_lock = threading.Lock()
+
+
+def _django_cache() -> Any:
+    return caches["default"]
+
+
+def window_incr(key: str, *, window: int) -> int:
+    """Increment a counter living ``window`` seconds from its first increment; returns the count."""
+    try:
+        cache = _django_cache()
+        if cache.add(key, 1, timeout=window):
+            return 1
+        return int(cache.incr(key))
+    except Exception:  # noqa: BLE001 - an unreachable cache falls back to this process
+        return _fallback_incr(key, window)
+
+
+def window_get(key: str) -> int:
+    try:
+        return int(_django_cache().get(key) or 0)
+    except Exception:  # noqa: BLE001
+        with _fallback_lock:
+            value, expires = _fallback_counters.get(key, (0, 0.0))
+            return value if expires > time.monotonic() else 0
+
+
+def window_ttl(key: str, default: int) -> int:
+    cache = _django_cache()
+    ttl_fn = getattr(cache, "ttl", None)
+    try:
+        if ttl_fn is not None:
+            ttl = ttl_fn(key)
+            if isinstance(ttl, int) and ttl > 0:
+                return ttl
+    except Exception:  # noqa: BLE001
+        pass
+    return default
+
+
+def window_reset(key: str) -> None:
+    try:
+        _django_cache().delete(key)
+    except Exception:  # noqa: BLE001
+        pass
+    with _fallback_lock:
+        _fallback_counters.pop(key, None)
+
+
+def _fallback_incr(key: str, window: int) -> int:
+    now = time.monotonic()
+    with _fallback_lock:
+        value, expires = _fallback_counters.get(key, (0, 0.0))
+        if expires <= now:
+            value, expires = 0, now + window
+        value += 1
+        _fallback_counters[key] = (value, expires)
+        return value
+
+
+def lock_acquire(name: str, *, ttl: int) -> str | None:
+    """A lock with an expiry shared by every process on the cache; returns its token or None."""
+    token = secrets.token_hex(16)
+    if _django_cache().add(task_lock_key(name), token, timeout=ttl):
+        return token
+    return None
+
+
+def lock_release(name: str, token: str) -> None:
+    cache = _django_cache()
+    key = task_lock_key(name)
+    if cache.get(key) == token:
+        cache.delete(key)

@@ -1,0 +1,75 @@
+"""Typed access to the environment: the only place settings read os.environ."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class EnvError(ImproperlyConfigured):
+    """A configuration variable has a bad value; the message names the variable."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = env_str(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise EnvError(f"{name}: expected a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    value = env_str(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise EnvError(f"{name}: expected an integer, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise EnvError(f"{name}: expected an integer {bound}, got {number}")
+    return number
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    assert value is not None
+    if value not in choices:
+        raise EnvError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def env_list(name: str, default: str) -> list[str]:
+    value = env_str(name, default) or ""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_url(name: str, schemes: tuple[str, ...], default: str | None = None) -> str | None:
+    """A URL whose scheme is one of ``schemes``; malformed values stop start-up."""
+    value = env_str(name, default)
+    if value is None:
+        return None
+    try:
+        parsed = urlparse(value)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise EnvError(f"{name}: malformed URL ({exc})") from None
+    if parsed.scheme not in schemes:
+        raise EnvError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    if parsed.scheme not in {"sqlite"} and not parsed.hostname:
+        raise EnvError(f"{name}: malformed URL (no host)")
+    return value

@@ -1,0 +1,9 @@
+"""URL routes: the API under /api/, the admin, health."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", include("accounts.urls")),
+]

@@ -1,0 +1,16 @@
+"""Settings of the zones app: ``settings.ZONES`` over these defaults."""
+
+from project.appsettings import AppSettings
+
+DEFAULTS = {
+    "SOURCE": "fixture",  # "fixture" (bundled sample) or "bigquery"
+    "CACHE_TTL": 86400,  # seconds an organization's zones stay cached
+    "SYNC_INTERVAL": 21600,  # seconds between scheduled syncs
+    "BIGQUERY_PROJECT": None,
+    "BIGQUERY_ZONE_TABLE": None,
+    "BIGQUERY_API_ENDPOINT": None,
+    # A sync fails (keeping the previous snapshot) when more than this share of rows is bad.
+    "MAX_BAD_ROW_SHARE": 0.1,
+}
+
+zones_settings = AppSettings("ZONES", DEFAULTS)
