@@ -62,14 +62,10 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = ["COLUMNS", "MODES", "FakeBigQuery"]
 
 COLUMNS: tuple[str, str, str] = ("organization_slug", "zone_code", "zone_name")
-MODES: frozenset[str] = frozenset(
-    {"ok", "error500", "error404_table", "slow", "garbage", "malformed", "job_error"}
-)
+MODES: frozenset[str] = frozenset({"ok", "error500", "error404_table", "slow", "garbage", "malformed", "job_error"})
 LOCATION = "US"
 _API_PREFIX = "/bigquery/v2"
-_SCHEMA: dict[str, Any] = {
-    "fields": [{"name": name, "type": "STRING", "mode": "NULLABLE"} for name in COLUMNS]
-}
+_SCHEMA: dict[str, Any] = {"fields": [{"name": name, "type": "STRING", "mode": "NULLABLE"} for name in COLUMNS]}
 _ANON_DATASET = "_fake_anonymous"
 _TABLE_IN_QUERY = re.compile(r"`([^`]+)`")
 _PARAM_IN_QUERY = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
@@ -99,9 +95,7 @@ class _HTTPError(Exception):
             "error": {
                 "code": self.code,
                 "message": self.message,
-                "errors": [
-                    {"message": self.message, "domain": "global", "reason": self.reason}
-                ],
+                "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
                 "status": self._STATUS.get(self.code, "UNKNOWN"),
             }
         }
@@ -128,9 +122,7 @@ class _Job:
 class FakeBigQuery:
     """A BigQuery REST v2 look-alike on ``127.0.0.1`` in a background thread."""
 
-    def __init__(
-        self, rows: list[tuple[str, str, str]] | None = None, *, page_size: int = 1000
-    ) -> None:
+    def __init__(self, rows: list[tuple[str, str, str]] | None = None, *, page_size: int = 1000) -> None:
         if page_size <= 0:
             raise ValueError("page_size must be positive")
         self.rows: list[tuple[str, str, str]] = list(rows) if rows is not None else []
@@ -232,12 +224,8 @@ class FakeBigQuery:
             self._record_api(api_method)
             mode = self.mode
             if mode not in MODES:
-                raise _HTTPError(
-                    500, "internalError", f"FakeBigQuery: unknown mode {mode!r}"
-                )
-            if mode == "slow" and (
-                self.slow_methods is None or api_method in self.slow_methods
-            ):
+                raise _HTTPError(500, "internalError", f"FakeBigQuery: unknown mode {mode!r}")
+            if mode == "slow" and (self.slow_methods is None or api_method in self.slow_methods):
                 self._stopping.wait(self.delay)
             if mode == "error500":
                 raise _HTTPError(
@@ -249,18 +237,14 @@ class FakeBigQuery:
                     " problem.",
                 )
             if mode == "garbage":
-                page = (
-                    b"<html><body><h1>502 Bad Gateway</h1>upstream hiccup</body></html>"
-                )
+                page = b"<html><body><h1>502 Bad Gateway</h1>upstream hiccup</body></html>"
                 return 200, "text/html; charset=UTF-8", page
             payload = self._dispatch(api_method, args, params, body)
         except _HTTPError as exc:
             return exc.code, "application/json; charset=UTF-8", _dumps(exc.body())
         return 200, "application/json; charset=UTF-8", _dumps(payload)
 
-    def _dispatch(
-        self, api_method: str, args: list[str], params: dict[str, str], body: bytes
-    ) -> Any:
+    def _dispatch(self, api_method: str, args: list[str], params: dict[str, str], body: bytes) -> Any:
         if api_method == "jobs.insert":
             return self._jobs_insert(args[0], _json_body(body))
         if api_method == "jobs.query":
@@ -288,19 +272,13 @@ class FakeBigQuery:
             if self.mode == "malformed":
                 return self.malformed_body
             return self._tabledata(job, params)
-        raise _HTTPError(
-            404, "notFound", f"Not found: {api_method}"
-        )  # pragma: no cover
+        raise _HTTPError(404, "notFound", f"Not found: {api_method}")  # pragma: no cover
 
     # -- REST methods ----------------------------------------------------------
 
-    def _create_job(
-        self, project: str, job_id: str, configuration: dict[str, Any]
-    ) -> _Job:
+    def _create_job(self, project: str, job_id: str, configuration: dict[str, Any]) -> _Job:
         query_config = configuration.get("query")
-        if not isinstance(query_config, dict) or not isinstance(
-            query_config.get("query"), str
-        ):
+        if not isinstance(query_config, dict) or not isinstance(query_config.get("query"), str):
             raise _HTTPError(400, "invalid", "Required parameter is missing: query")
         query: str = query_config["query"]
         parameters = list(query_config.get("queryParameters") or [])
@@ -349,21 +327,15 @@ class FakeBigQuery:
         job_id = reference.get("jobId") or f"job_{uuid.uuid4().hex}"
         configuration = body.get("configuration")
         if not isinstance(configuration, dict):
-            raise _HTTPError(
-                400, "invalid", "Required parameter is missing: configuration"
-            )
+            raise _HTTPError(400, "invalid", "Required parameter is missing: configuration")
         job = self._create_job(project, str(job_id), configuration)
         return self._job_resource(job, read=False)
 
     def _jobs_query(self, project: str, body: Any, params: dict[str, str]) -> Any:
         if not isinstance(body, dict):
             raise _HTTPError(400, "invalid", "Invalid JSON payload received.")
-        query_config = {
-            k: v for k, v in body.items() if k not in ("maxResults", "timeoutMs")
-        }
-        job = self._create_job(
-            project, f"job_{uuid.uuid4().hex}", {"query": query_config}
-        )
+        query_config = {k: v for k, v in body.items() if k not in ("maxResults", "timeoutMs")}
+        job = self._create_job(project, f"job_{uuid.uuid4().hex}", {"query": query_config})
         self._raise_job_error(job)
         if self.mode == "malformed":
             return self.malformed_body
@@ -378,9 +350,7 @@ class FakeBigQuery:
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None or job.project != project:
-            raise _HTTPError(
-                404, "notFound", f"Not found: Job {project}:{LOCATION}.{job_id}"
-            )
+            raise _HTTPError(404, "notFound", f"Not found: Job {project}:{LOCATION}.{job_id}")
         return job
 
     def _job_for_table(self, project: str, dataset: str, table: str) -> _Job:
@@ -423,8 +393,7 @@ class FakeBigQuery:
             "kind": "bigquery#job",
             "etag": _etag(job.job_id),
             "id": f"{job.project}:{LOCATION}.{job.job_id}",
-            "selfLink": f"{self.url}{_API_PREFIX}/projects/{job.project}/jobs/{job.job_id}"
-            f"?location={LOCATION}",
+            "selfLink": f"{self.url}{_API_PREFIX}/projects/{job.project}/jobs/{job.job_id}?location={LOCATION}",
             "user_email": "fake-bigquery@example.invalid",
             "configuration": configuration,
             "jobReference": job.reference,
@@ -434,9 +403,7 @@ class FakeBigQuery:
             "jobCreationReason": {"code": "REQUESTED"},
         }
 
-    def _page(
-        self, job: _Job, params: dict[str, str]
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def _page(self, job: _Job, params: dict[str, str]) -> tuple[list[dict[str, Any]], str | None]:
         total = len(job.rows)
         if "pageToken" in params:
             start = _decode_token(params["pageToken"], job.job_id)
@@ -448,9 +415,7 @@ class FakeBigQuery:
         token = _encode_token(job.job_id, end) if size > 0 and end < total else None
         return rows, token
 
-    def _rows_response(
-        self, kind: str, job: _Job, params: dict[str, str]
-    ) -> dict[str, Any]:
+    def _rows_response(self, kind: str, job: _Job, params: dict[str, str]) -> dict[str, Any]:
         rows, token = self._page(job, params)
         response: dict[str, Any] = {
             "kind": kind,
@@ -513,9 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        status, content_type, payload = self.server.fake.handle(
-            self.command, self.path, body
-        )
+        status, content_type, payload = self.server.fake.handle(self.command, self.path, body)
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -547,19 +510,9 @@ def _route(method: str, path: str) -> tuple[str, list[str]]:
     name = routes.get((method, len(rest), rest[0]))
     if name is not None:
         return name, [project, *rest[1:]]
-    if (
-        method == "POST"
-        and len(rest) == 3
-        and rest[0] == "jobs"
-        and rest[2] == "cancel"
-    ):
+    if method == "POST" and len(rest) == 3 and rest[0] == "jobs" and rest[2] == "cancel":
         return "jobs.cancel", [project, rest[1]]
-    if (
-        method == "GET"
-        and len(rest) in (4, 5)
-        and rest[0] == "datasets"
-        and rest[2] == "tables"
-    ):
+    if method == "GET" and len(rest) in (4, 5) and rest[0] == "datasets" and rest[2] == "tables":
         if len(rest) == 4:
             return "tables.get", [project, rest[1], rest[3]]
         if rest[4] == "data":
@@ -571,24 +524,16 @@ def _json_body(body: bytes) -> Any:
     try:
         return json.loads(body or b"null")
     except ValueError as exc:
-        raise _HTTPError(
-            400, "parseError", f"Invalid JSON payload received. {exc}"
-        ) from exc
+        raise _HTTPError(400, "parseError", f"Invalid JSON payload received. {exc}") from exc
 
 
-def _check_parameters(
-    query: str, query_config: dict[str, Any], parameters: list[Any]
-) -> None:
+def _check_parameters(query: str, query_config: dict[str, Any], parameters: list[Any]) -> None:
     if query_config.get("useLegacySql") and parameters:
-        raise _HTTPError(
-            400, "invalidQuery", "Query parameters cannot be used in legacy SQL"
-        )
+        raise _HTTPError(400, "invalidQuery", "Query parameters cannot be used in legacy SQL")
     names = {p.get("name") for p in parameters if isinstance(p, dict)}
     for name in _PARAM_IN_QUERY.findall(query):
         if name not in names:
-            raise _HTTPError(
-                400, "invalidQuery", f"Query parameter '{name}' not found at [1:1]"
-            )
+            raise _HTTPError(400, "invalidQuery", f"Query parameter '{name}' not found at [1:1]")
     for param in parameters:
         if not (
             isinstance(param, dict)
@@ -607,9 +552,7 @@ def _job_error_result(job: _Job) -> dict[str, str]:
 
 
 def _not_found_table(name: str) -> _HTTPError:
-    return _HTTPError(
-        404, "notFound", f"Not found: Table {name} was not found in location {LOCATION}"
-    )
+    return _HTTPError(404, "notFound", f"Not found: Table {name} was not found in location {LOCATION}")
 
 
 def _encode_row(row: Row) -> dict[str, Any]:

@@ -85,29 +85,20 @@ class FixtureSource:
         try:
             handle = self.path.open(newline="", encoding="utf-8")
         except OSError as exc:
-            raise ZoneSourceError(
-                f"fixture source: cannot read {self.path}: {exc.strerror or exc}"
-            ) from exc
+            raise ZoneSourceError(f"fixture source: cannot read {self.path}: {exc.strerror or exc}") from exc
         with handle:
             reader = csv.reader(handle)
             try:
                 header = next(reader, None)
                 if header is None or tuple(h.strip() for h in header[:3]) != COLUMNS:
-                    raise ZoneSourceError(
-                        f"fixture source: {self.path} must start with the header "
-                        f"{','.join(COLUMNS)}"
-                    )
+                    raise ZoneSourceError(f"fixture source: {self.path} must start with the header {','.join(COLUMNS)}")
                 for row in reader:
                     if not row:
                         continue
                     padded = [*row, "", "", ""][:3]
-                    yield ZoneRow(
-                        padded[0].strip(), padded[1].strip(), padded[2].strip()
-                    )
+                    yield ZoneRow(padded[0].strip(), padded[1].strip(), padded[2].strip())
             except (csv.Error, UnicodeDecodeError) as exc:
-                raise ZoneSourceError(
-                    f"fixture source: {self.path} is not valid CSV: {exc}"
-                ) from exc
+                raise ZoneSourceError(f"fixture source: {self.path} is not valid CSV: {exc}") from exc
 
 
 # -- BigQuery client (one per process) ----------------------------------------------
@@ -116,9 +107,7 @@ _CREDENTIALS_REFRESH_TIMEOUT = 60.0
 # Upper bound for the HTTP timeout of the requests made while a source is inside a
 # client call.  Needed because the client raises the transport timeout of
 # jobs.getQueryResults to at least 120 s whatever ``timeout`` the caller passes.
-_TIMEOUT_CAP: ContextVar[float | None] = ContextVar(
-    "zone_source_timeout_cap", default=None
-)
+_TIMEOUT_CAP: ContextVar[float | None] = ContextVar("zone_source_timeout_cap", default=None)
 
 
 def _capped(timeout: Any, cap: float) -> Any:
@@ -162,9 +151,7 @@ def _create_client(project: str | None, api_endpoint: str | None) -> bigquery.Cl
     credentials: Credentials
     if api_endpoint and not os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
         if not project:
-            raise ValueError(
-                "a project is required with api_endpoint and anonymous credentials"
-            )
+            raise ValueError("a project is required with api_endpoint and anonymous credentials")
         credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
     else:
         credentials, _ = google.auth.default(scopes=list(bigquery.Client.SCOPE))
@@ -215,9 +202,7 @@ def _clear_client_cache() -> None:
 _PROJECT_RE = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
 _DATASET_RE = r"[A-Za-z0-9_]{1,1024}"
 _TABLE_RE = r"[A-Za-z0-9_-]{1,1024}"
-_FULL_TABLE = re.compile(
-    rf"(?P<project>{_PROJECT_RE})\.(?P<dataset>{_DATASET_RE})\.(?P<table>{_TABLE_RE})"
-)
+_FULL_TABLE = re.compile(rf"(?P<project>{_PROJECT_RE})\.(?P<dataset>{_DATASET_RE})\.(?P<table>{_TABLE_RE})")
 
 MIN_SLUG_LENGTH = 0
 _QUERY_TEMPLATE = (
@@ -237,9 +222,7 @@ _SECRETS = (
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    text = text.strip().split("\n\n", 1)[
-        0
-    ]  # drop the client's "Location/Job ID" footer
+    text = text.strip().split("\n\n", 1)[0]  # drop the client's "Location/Job ID" footer
     text = " ".join(text.split())
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
@@ -271,23 +254,11 @@ class BigQuerySource:
         page_size: int = 10000,
     ) -> None:
         table_project, _, _ = _validate_table(table)
-        if (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or timeout <= 0
-        ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds, got {timeout!r}"
-            )
-        if (
-            isinstance(page_size, bool)
-            or not isinstance(page_size, int)
-            or page_size <= 0
-        ):
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0:
             raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
-        self.project = (
-            project or table_project
-        )  # project that runs (and pays for) the job
+        self.project = project or table_project  # project that runs (and pays for) the job
         self.table = table
         self.api_endpoint = api_endpoint or None
         self.timeout = float(timeout)
@@ -324,11 +295,7 @@ class BigQuerySource:
     def _start(self) -> tuple[Iterator[Any], tuple[int, int, int]]:
         retry: Retry = DEFAULT_RETRY.with_timeout(self.timeout)
         job_config = bigquery.QueryJobConfig(
-            query_parameters=[
-                bigquery.ScalarQueryParameter(
-                    "min_slug_length", "INT64", MIN_SLUG_LENGTH
-                )
-            ],
+            query_parameters=[bigquery.ScalarQueryParameter("min_slug_length", "INT64", MIN_SLUG_LENGTH)],
             use_legacy_sql=False,
         )
         with self._guard():
@@ -349,17 +316,11 @@ class BigQuerySource:
             if isinstance(result, _EMPTY_ROW_ITERATOR) or result.total_rows is None:
                 # A SELECT always has a result set; the client only builds an empty
                 # iterator when the response lacks totalRows (DDL/DML-style answers).
-                raise ZoneSourceError(
-                    self._message("malformed response: no result set")
-                )
+                raise ZoneSourceError(self._message("malformed response: no result set"))
             positions = {field.name: i for i, field in enumerate(result.schema)}
             missing = [name for name in COLUMNS if name not in positions]
             if missing:
-                raise ZoneSourceError(
-                    self._message(
-                        f"malformed response: missing column(s) {', '.join(missing)}"
-                    )
-                )
+                raise ZoneSourceError(self._message(f"malformed response: missing column(s) {', '.join(missing)}"))
             indexes = (
                 positions[COLUMNS[0]],
                 positions[COLUMNS[1]],
@@ -423,9 +384,7 @@ def _text(value: Any) -> str:
 
 _SOURCE_SETTINGS: dict[str, frozenset[str]] = {
     FixtureSource.name: frozenset({"path"}),
-    BigQuerySource.name: frozenset(
-        {"project", "table", "api_endpoint", "timeout", "page_size"}
-    ),
+    BigQuerySource.name: frozenset({"project", "table", "api_endpoint", "timeout", "page_size"}),
 }
 _ALL_SETTINGS = frozenset().union(*_SOURCE_SETTINGS.values())
 
@@ -439,9 +398,7 @@ def get_source(name: str, **settings: Any) -> ZoneSource:
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in _SOURCE_SETTINGS:
-        raise ValueError(
-            f"unknown zone source {name!r}; expected one of: {', '.join(sorted(_SOURCE_SETTINGS))}"
-        )
+        raise ValueError(f"unknown zone source {name!r}; expected one of: {', '.join(sorted(_SOURCE_SETTINGS))}")
     unknown = sorted(set(settings) - _ALL_SETTINGS)
     if unknown:
         raise TypeError(f"unknown zone source setting(s): {', '.join(unknown)}")
@@ -449,8 +406,6 @@ def get_source(name: str, **settings: Any) -> ZoneSource:
     if key == FixtureSource.name:
         return FixtureSource(**own)
     if not own.get("table"):
-        raise ValueError(
-            "the bigquery zone source needs a 'table' (project.dataset.table)"
-        )
+        raise ValueError("the bigquery zone source needs a 'table' (project.dataset.table)")
     own.setdefault("project", None)
     return BigQuerySource(**own)

@@ -107,9 +107,7 @@ def test_zone_row_is_frozen() -> None:
 def test_get_source() -> None:
     fixture = get_source("fixture", table=TABLE, project="ignored")
     assert isinstance(fixture, FixtureSource)
-    bq = get_source(
-        "BigQuery", table=TABLE, api_endpoint="http://127.0.0.1:9", timeout=2
-    )
+    bq = get_source("BigQuery", table=TABLE, api_endpoint="http://127.0.0.1:9", timeout=2)
     assert isinstance(bq, BigQuerySource)
     assert (bq.name, bq.project, bq.timeout, bq.page_size) == (
         "bigquery",
@@ -146,9 +144,7 @@ def test_invalid_table_names_are_rejected(table: str) -> None:
 
 
 def test_valid_table_name_and_query() -> None:
-    source = BigQuerySource(
-        project="billing-project", table="my-proj-1.Zones_2.zone-map_v2"
-    )
+    source = BigQuerySource(project="billing-project", table="my-proj-1.Zones_2.zone-map_v2")
     assert source.project == "billing-project"
     assert "FROM `my-proj-1.Zones_2.zone-map_v2`" in source.query
     assert "@min_slug_length" in source.query
@@ -168,9 +164,7 @@ def test_bigquery_reads_all_pages(fake: FakeBigQuery) -> None:
     assert rows[-1] == ZoneRow(f"org-{2499 % 97}", "Z002499", "Zone 2499")
 
     assert fake.calls_to("jobs.insert") == 1
-    paths = [
-        path for method, path in fake.calls if method == "GET" and "/queries/" in path
-    ]
+    paths = [path for method, path in fake.calls if method == "GET" and "/queries/" in path]
     assert len(paths) == 3
     assert "maxResults=1000" in paths[0] and "pageToken=" not in paths[0]
     assert all("pageToken=" in p and "maxResults=1000" in p for p in paths[1:])
@@ -236,9 +230,7 @@ def test_error404_table(fake: FakeBigQuery) -> None:
 
 
 @pytest.mark.parametrize("slow_methods", [None, frozenset({"jobs.getQueryResults"})])
-def test_slow_server_times_out(
-    fake: FakeBigQuery, slow_methods: frozenset[str] | None
-) -> None:
+def test_slow_server_times_out(fake: FakeBigQuery, slow_methods: frozenset[str] | None) -> None:
     # Only-getQueryResults matters: the client raises that call's HTTP timeout to >= 120 s,
     # so without the source's timeout cap this would succeed after `delay` seconds.
     fake.mode, fake.delay, fake.slow_methods = "slow", 4.0, slow_methods
@@ -290,9 +282,7 @@ def test_unreachable_port() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    source = BigQuerySource(
-        project=None, table=TABLE, api_endpoint=f"http://127.0.0.1:{port}", timeout=1.0
-    )
+    source = BigQuerySource(project=None, table=TABLE, api_endpoint=f"http://127.0.0.1:{port}", timeout=1.0)
     started = time.monotonic()
     assert_fails(source, "cannot connect", f"127.0.0.1:{port}")
     assert time.monotonic() - started < 15
@@ -322,15 +312,11 @@ def test_source_recovers_after_failure(fake: FakeBigQuery) -> None:
 # -- client cache -----------------------------------------------------------------
 
 
-def test_client_created_once_per_process(
-    fake: FakeBigQuery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_client_created_once_per_process(fake: FakeBigQuery, monkeypatch: pytest.MonkeyPatch) -> None:
     created: list[tuple[str | None, str | None]] = []
     real_create = sources._create_client
 
-    def counting_create(
-        project: str | None, api_endpoint: str | None
-    ) -> bigquery.Client:
+    def counting_create(project: str | None, api_endpoint: str | None) -> bigquery.Client:
         created.append((project, api_endpoint))
         time.sleep(0.05)  # widen the race window
         return real_create(project, api_endpoint)
@@ -371,9 +357,7 @@ def test_anonymous_client_for_endpoint(fake: FakeBigQuery) -> None:
 def test_fake_supports_jobs_query_and_tabledata_list(fake: FakeBigQuery) -> None:
     fake.rows = make_rows(2100)
     client = bigquery_client("fake-project", fake.url)
-    config = bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("n", "INT64", 0)]
-    )
+    config = bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("n", "INT64", 0)])
     job = client.query("SELECT 1 WHERE @n = 0", job_config=config, api_method="QUERY")
     assert len(list(job.result(page_size=1000))) == 2100
     assert fake.calls_to("jobs.query") == 1
@@ -386,6 +370,4 @@ def test_fake_supports_jobs_query_and_tabledata_list(fake: FakeBigQuery) -> None
 def test_fake_rejects_missing_parameter(fake: FakeBigQuery) -> None:
     client = bigquery_client("fake-project", fake.url)
     with pytest.raises(Exception, match="min_len"):
-        client.query("SELECT 1 WHERE @min_len >= 0", job_retry=None).result(
-            job_retry=None
-        )
+        client.query("SELECT 1 WHERE @min_len >= 0", job_retry=None).result(job_retry=None)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: lint and types, then pytest against the real PostgreSQL and Redis,
+# then the database-independent tests again on the embedded defaults (SQLite, in-process cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/bootstrap.sh requirements-dev.txt
+. .venv/bin/activate
+
+echo "== lint and types"
+ruff check .
+ruff format --check .
+mypy .
+
+if [ "${1:-}" = "--lint-only" ]; then exit 0; fi
+
+./scripts/services.sh
+
+export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production-0123456789abcdef}
+PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authctx}
+REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
+
+echo "== django checks"
+DATABASE_URL=$PG_URL python manage.py check --fail-level WARNING
+DATABASE_URL=$PG_URL python manage.py makemigrations --check --dry-run
+
+echo "== pytest: PostgreSQL + Redis"
+DATABASE_URL=$PG_URL REDIS_URL=$REDIS_TEST_URL python -m pytest -q "${@}"
+
+echo "== pytest: SQLite + in-process cache (database-independent tests)"
+env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL DATABASE_URL=sqlite:///:memory: \
+  python -m pytest -q -m "not services" "${@}"

@@ -1,0 +1,237 @@
+"""Shared fixtures: cache isolation, clients, tokens, and real servers started by the tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from rest_framework.test import APIClient
+
+from accounts.tokens import token_issue
+from cachemgmt import cache
+
+ROOT = Path(__file__).resolve().parent.parent
+CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(reason: str) -> None:
+    """A test whose service is unreachable fails under CI=true and is skipped elsewhere."""
+    if CI:
+        pytest.fail(f"required service unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def uses_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def uses_redis() -> bool:
+    return bool(getattr(settings, "REDIS_URL", None))
+
+
+@pytest.fixture
+def postgres() -> None:
+    if not uses_postgres():
+        service_missing("PostgreSQL is not configured (DATABASE_URL)")
+
+
+@pytest.fixture
+def redis_cache() -> None:
+    if not uses_redis():
+        service_missing("Redis is not configured (REDIS_URL)")
+
+
+def _clear_project_keys() -> None:
+    if uses_redis():
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("default")
+        try:
+            keys = list(client.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}*", count=1000))
+        except Exception as exc:  # the test Redis must be there
+            service_missing(f"Redis unreachable: {exc}")
+            return
+        if keys:
+            client.delete(*keys)
+    else:
+        from django.core.cache import caches
+
+        caches["default"].clear()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache() -> Iterator[None]:
+    cache.reset_store()
+    _clear_project_keys()
+    yield
+    cache.reset_store()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def bearer() -> Callable[[Any], dict[str, str]]:
+    """Headers carrying a fresh token for ``user`` (issued directly: no login round trip)."""
+
+    def make(user: Any) -> dict[str, str]:
+        token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+        return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+
+
+# --------------------------------------------------------------------------------------
+# A Redis server of the test's own, to stop, pause and restart.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    workdir: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            service_missing("redis-server is not installed")
+            return
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self.workdir, "--logfile", os.path.join(self.workdir, "redis.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port(), workdir=tempfile.mkdtemp(prefix="redis-test-"))
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------
+# Web processes (gunicorn) sharing the test database and cache.
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WebProcess:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def process_env(**overrides: str) -> dict[str, str]:
+    """The environment a server process needs to share this test run's database and cache."""
+    env = dict(os.environ)
+    db = settings.DATABASES["default"]
+    if connection.vendor == "postgresql":
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    env["SECRET_KEY"] = settings.SECRET_KEY
+    env["CACHE_KEY_PREFIX"] = settings.CACHE_KEY_PREFIX
+    env["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    env["LOG_LEVEL"] = "WARNING"
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def web_process(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
+    started: list[WebProcess] = []
+
+    def start(workers: int = 1, **env_overrides: str) -> WebProcess:
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        env = process_env(**env_overrides)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "--timeout", "30", "--graceful-timeout", "2"],
+            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        web = WebProcess(port=port, proc=proc, log=log, env=env)
+        started.append(web)
+        try:
+            wait_for_port(port, proc=proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{log.read_text()[-3000:]}") from None
+        return web
+
+    yield start
+    for web in started:
+        web.stop()
