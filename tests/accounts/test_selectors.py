@@ -7,7 +7,6 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from accounts.selectors import user_context_get, user_context_load
-from tests.conftest import uses_postgres
 from tests.factories import (
     MembershipFactory,
     OrganizationFactory,
@@ -95,7 +94,7 @@ def test_active_superuser_has_every_permission():
 
 
 def test_unknown_user_has_no_context_and_the_absence_is_cached(django_assert_num_queries):
-    with django_assert_num_queries(1 if uses_postgres() else 2):
+    with django_assert_num_queries(1):
         assert user_context_get(user_id=987654) is None
     with django_assert_num_queries(0):
         assert user_context_get(user_id=987654) is None
