@@ -32,9 +32,13 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     Served from the cache when every row it was built from is unchanged; otherwise loaded
     with one SQL query (PostgreSQL; two on other databases) by a single caller while
     concurrent callers for the same user wait for its result. A fill is stored only if no
-    invalidation committed after its read, and never from inside a transaction that has
-    pending invalidations (its rows are not committed and may roll back).
+    invalidation committed after its read. Inside a transaction with pending invalidations
+    the cache is bypassed: the caller sees its own writes, which are not committed and may
+    roll back.
     """
+    if _transaction_has_pending_invalidations():
+        # This transaction changed rows behind contexts: read its own writes, cache nothing.
+        return user_context_load(user_id=user_id)
     result = cache.entry_get(NAMESPACE, user_id)
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
@@ -46,7 +50,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
         result = cache.Miss(ticket=None, leader=True)
         _zones_overdue_hook()
     context = user_context_load(user_id=user_id)
-    if result.ticket is not None and not _transaction_has_pending_invalidations():
+    if result.ticket is not None:
         if context is None:
             cache.entry_put(
                 NAMESPACE, user_id, miss=result, deps=[cache.dep_user_key(user_id)], payload=_NONE_PAYLOAD, ttl=_ttl()

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh requirements-dev.txt
 . .venv/bin/activate
+export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production-0123456789abcdef}
 
 echo "== lint and types"
 ruff check .
@@ -15,7 +16,6 @@ if [ "${1:-}" = "--lint-only" ]; then exit 0; fi
 
 ./scripts/services.sh
 
-export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production-0123456789abcdef}
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authctx}
 REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
 
