@@ -418,18 +418,16 @@ class RedisStore:
         if not self.breaker.allow():
             raise CacheUnavailable("circuit open")
         try:
+            if self._lost_invalidations:
+                # Before anything is read again: an entry that a lost invalidation should
+                # have defeated may still be in Redis, so every namespace is cleared.
+                self._bump(keys=[clock_key(), *(namespace_key(ns) for ns in NAMESPACES)])
+                self._lost_invalidations = False
+                logger.warning("cache reachable again: cleared every namespace after lost invalidations")
             result = fn()
         except (RedisError, OSError) as exc:
             self.breaker.record_failure(exc)
             raise CacheUnavailable(str(exc)) from exc
-        if self._lost_invalidations:
-            try:
-                self._bump(keys=[clock_key(), *(namespace_key(ns) for ns in NAMESPACES)])
-            except (RedisError, OSError) as exc:
-                self.breaker.record_failure(exc)
-                raise CacheUnavailable(str(exc)) from exc
-            self._lost_invalidations = False
-            logger.warning("cache recovered: cleared every namespace to drop entries older than lost invalidations")
         self.breaker.record_success()
         return result
 
@@ -657,46 +655,41 @@ def _django_cache() -> Any:
     return caches["default"]
 
 
+def _shared(fn: Callable[[Any], Any]) -> Any:
+    """Run ``fn`` on Django's cache behind the same circuit breaker as the context store."""
+    store = get_store()
+    if isinstance(store, RedisStore):
+        return store._call(lambda: fn(_django_cache()))
+    return fn(_django_cache())
+
+
 def window_incr(key: str, *, window: int) -> int:
     """Increment a counter living ``window`` seconds from its first increment; returns the count."""
     try:
-        cache = _django_cache()
-        if cache.add(key, 1, timeout=window):
-            return 1
-        return int(cache.incr(key))
-    except Exception:  # noqa: BLE001 - an unreachable cache falls back to this process
+        return int(_shared(lambda c: 1 if c.add(key, 1, timeout=window) else c.incr(key)))
+    except (CacheUnavailable, ValueError):  # unreachable cache: count in this process
         return _fallback_incr(key, window)
 
 
 def window_get(key: str) -> int:
     try:
-        return int(_django_cache().get(key) or 0)
-    except Exception:  # noqa: BLE001
-        with _fallback_lock:
-            value, expires = _fallback_counters.get(key, (0, 0.0))
-            return value if expires > time.monotonic() else 0
+        return max(int(_shared(lambda c: c.get(key) or 0)), _fallback_get(key))
+    except CacheUnavailable:
+        return _fallback_get(key)
 
 
 def window_ttl(key: str, default: int) -> int:
-    cache = _django_cache()
-    ttl_fn = getattr(cache, "ttl", None)
     try:
-        if ttl_fn is not None:
-            ttl = ttl_fn(key)
-            if isinstance(ttl, int) and ttl > 0:
-                return ttl
-    except Exception:  # noqa: BLE001
-        pass
-    return default
+        ttl = _shared(lambda c: c.ttl(key) if hasattr(c, "ttl") else None)
+    except CacheUnavailable:
+        return default
+    return ttl if isinstance(ttl, int) and ttl > 0 else default
 
 
-def window_reset(key: str) -> None:
-    try:
-        _django_cache().delete(key)
-    except Exception:  # noqa: BLE001
-        pass
+def _fallback_get(key: str) -> int:
     with _fallback_lock:
-        _fallback_counters.pop(key, None)
+        value, expires = _fallback_counters.get(key, (0, 0.0))
+        return value if expires > time.monotonic() else 0
 
 
 def _fallback_incr(key: str, window: int) -> int:
@@ -711,15 +704,23 @@ def _fallback_incr(key: str, window: int) -> int:
 
 
 def lock_acquire(name: str, *, ttl: int) -> str | None:
-    """A lock with an expiry shared by every process on the cache; returns its token or None."""
+    """A lock with an expiry shared by every process on the cache; returns its token or None.
+
+    Raises CacheUnavailable when the cache cannot be reached: the caller decides whether to
+    run without the lock.
+    """
     token = secrets.token_hex(16)
-    if _django_cache().add(task_lock_key(name), token, timeout=ttl):
-        return token
-    return None
+    return token if _shared(lambda c: c.add(task_lock_key(name), token, timeout=ttl)) else None
 
 
 def lock_release(name: str, token: str) -> None:
-    cache = _django_cache()
     key = task_lock_key(name)
-    if cache.get(key) == token:
-        cache.delete(key)
+
+    def release(c: Any) -> None:
+        if c.get(key) == token:
+            c.delete(key)
+
+    try:
+        _shared(release)
+    except CacheUnavailable:
+        pass  # the lock expires by itself
