@@ -124,10 +124,11 @@ ACCOUNTS = {
     "USER_CONTEXT_TTL": env_int("USER_CONTEXT_TTL", 900, minimum=1),
     "ACCESS_TOKEN_TTL": env_int("ACCESS_TOKEN_TTL", 3600, minimum=60),
 }
+ZONE_SYNC_INTERVAL = env_int("ZONE_SYNC_INTERVAL", 21600, minimum=60)
 ZONES = {
     "SOURCE": env_choice("ZONE_SOURCE", "fixture", ("fixture", "bigquery")),
     "CACHE_TTL": env_int("ZONE_CACHE_TTL", 86400, minimum=1),
-    "SYNC_INTERVAL": env_int("ZONE_SYNC_INTERVAL", 21600, minimum=60),
+    "SYNC_INTERVAL": ZONE_SYNC_INTERVAL,
     "BIGQUERY_PROJECT": env_str("BIGQUERY_PROJECT"),
     "BIGQUERY_ZONE_TABLE": env_str("BIGQUERY_ZONE_TABLE"),
     "BIGQUERY_API_ENDPOINT": env_url("BIGQUERY_API_ENDPOINT", ("http", "https")),
@@ -141,6 +142,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_IGNORE_RESULT = True
+# Every worker and beat may enqueue it; the task's lock lets one sync run at a time. A sync
+# not started within an interval is dropped: the next one supersedes it.
+CELERY_BEAT_SCHEDULE = {
+    "zones-sync": {
+        "task": "zones.tasks.zone_sync_task",
+        "schedule": float(ZONE_SYNC_INTERVAL),
+        "options": {"expires": float(ZONE_SYNC_INTERVAL)},
+    },
+}
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
