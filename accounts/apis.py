@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -12,7 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.conf import accounts_settings
-from accounts.serializers import LoginInputSerializer, LogoutInputSerializer
+from accounts.serializers import (
+    DetailSerializer,
+    LoginInputSerializer,
+    LoginOutputSerializer,
+    LogoutInputSerializer,
+    UserContextSerializer,
+)
 from accounts.services import LoginFailed, LoginThrottled, auth_login, auth_logout
 
 
@@ -26,10 +33,23 @@ def client_address(request: Request) -> str:
     return str(request.META.get("REMOTE_ADDR", ""))
 
 
+_UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Missing, malformed, expired or revoked token.")
+
+
 class LoginApi(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="auth_login",
+        request=LoginInputSerializer,
+        responses={
+            200: LoginOutputSerializer,
+            400: OpenApiResponse(description="Malformed body (field errors)."),
+            401: OpenApiResponse(DetailSerializer, description="Wrong credentials or inactive user."),
+            429: OpenApiResponse(DetailSerializer, description="Too many failures; see Retry-After."),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = LoginInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -59,6 +79,15 @@ class LoginApi(APIView):
 class LogoutApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(
+        operation_id="auth_logout",
+        request=LogoutInputSerializer,
+        responses={
+            204: OpenApiResponse(description="The token (with all, every token of the user) no longer works."),
+            400: OpenApiResponse(description="Malformed body (field errors)."),
+            401: _UNAUTHORIZED,
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = LogoutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -71,5 +100,6 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(operation_id="me", responses={200: UserContextSerializer, 401: _UNAUTHORIZED})
     def get(self, request: Request) -> Response:
         return Response(request.user.context.public)

@@ -18,6 +18,7 @@ from accounts.conf import accounts_settings
 from accounts.context import ZONES_PENDING, ZONES_READY, ZONES_STALE, UserContext, build_context
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
 from cachemgmt import cache
+from project import request_context
 from zones.models import Zone, ZoneAssignment, ZoneSyncRun
 
 NAMESPACE = "user_context"
@@ -40,6 +41,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
         # This transaction changed rows behind contexts: read its own writes, cache nothing.
         return user_context_load(user_id=user_id)
     result = cache.entry_get(NAMESPACE, user_id)
+    request_context.context_cache_set("hit" if isinstance(result, cache.Hit) else "miss")
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
             return None

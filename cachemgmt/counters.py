@@ -1,0 +1,56 @@
+"""Delivery of this process's cache counters to the shared store within a few seconds, even when idle.
+
+``cache.count`` flushes on the request path only when traffic continues; a daemon thread per
+process (started lazily, so after any fork) flushes what an idle process still holds, and
+Celery tasks flush when they finish.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+
+from cachemgmt import cache
+
+logger = logging.getLogger("cachemgmt.counters")
+
+_started_pid: list[int] = [0]
+_lock = threading.Lock()
+
+
+def _flush_quietly() -> None:
+    try:
+        cache.stats_flush()
+    except Exception:
+        logger.debug("cache counters not flushed", exc_info=True)
+
+
+def _loop(interval: float) -> None:
+    stop = threading.Event()
+    while not stop.wait(interval):
+        _flush_quietly()
+
+
+def stats_flusher_start(*, interval: float = cache.STATS_FLUSH_SECONDS) -> None:
+    """Start this process's flusher once (idempotent, cheap: one comparison after the first call)."""
+    pid = os.getpid()
+    if _started_pid[0] == pid:
+        return
+    with _lock:
+        if _started_pid[0] == pid:
+            return
+        _started_pid[0] = pid
+        threading.Thread(target=_loop, args=(interval,), name="cache-stats-flush", daemon=True).start()
+        atexit.register(_flush_quietly)
+
+
+def task_postrun_flush(**_: object) -> None:
+    _flush_quietly()
+
+
+def celery_signals_connect() -> None:
+    from celery.signals import task_postrun
+
+    task_postrun.connect(task_postrun_flush, weak=False, dispatch_uid="cache-stats-flush-postrun")

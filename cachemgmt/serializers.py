@@ -1,0 +1,87 @@
+"""Request and response shapes of the operations API (statistics, clearing, zone sync, health)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from cachemgmt.services import CLEAR_CHOICES
+
+# The largest id a bigint primary key holds: larger ones are a client error, not a database one.
+MAX_ID = 2**63 - 1
+
+
+class CacheClearInputSerializer(serializers.Serializer):
+    namespace = serializers.ChoiceField(choices=list(CLEAR_CHOICES))
+    user_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID)
+
+
+class CacheClearOutputSerializer(serializers.Serializer):
+    namespace = serializers.ChoiceField(choices=list(CLEAR_CHOICES))
+    cleared = serializers.ListField(child=serializers.CharField())
+
+
+class LastSyncSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    rows = serializers.IntegerField()
+
+
+class NamespaceStatsSerializer(serializers.Serializer):
+    hits = serializers.IntegerField()
+    misses = serializers.IntegerField()
+    hit_ratio = serializers.FloatField()
+    fills = serializers.IntegerField()
+    invalidations = serializers.IntegerField()
+    keys = serializers.IntegerField(allow_null=True, help_text="null where counting is not cheap (Redis)")
+
+
+class ZonesStatsSerializer(NamespaceStatsSerializer):
+    last_sync = LastSyncSerializer(allow_null=True)
+
+
+class NamespacesSerializer(serializers.Serializer):
+    user_context = NamespaceStatsSerializer()
+    zones = ZonesStatsSerializer()
+
+
+class ServerSerializer(serializers.Serializer):
+    used_memory = serializers.IntegerField()
+    connected_clients = serializers.IntegerField()
+
+
+class CacheStatsSerializer(serializers.Serializer):
+    backend = serializers.CharField(help_text="redis, or locmem for the in-process cache")
+    since = serializers.DateTimeField()
+    namespaces = NamespacesSerializer()
+    server = ServerSerializer(allow_null=True, help_text="null for the in-process cache")
+
+
+class ZoneSyncOutputSerializer(serializers.Serializer):
+    status = serializers.CharField(
+        help_text='"queued", or with no broker the inline run\'s status (ok, failed, skipped)'
+    )
+    run_id = serializers.IntegerField(required=False, allow_null=True)
+    rows = serializers.IntegerField(required=False)
+    skipped = serializers.IntegerField(required=False)
+    error = serializers.CharField(required=False, allow_blank=True)
+
+
+class HealthCheckSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded", "down", "timeout", "skipped"])
+    latency_ms = serializers.FloatField(allow_null=True)
+
+
+class HealthChecksSerializer(serializers.Serializer):
+    database = HealthCheckSerializer()
+    cache = HealthCheckSerializer()
+    broker = HealthCheckSerializer()
+    zones = HealthCheckSerializer()
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded", "down"])
+    checks = HealthChecksSerializer()
+
+
+class LiveSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok"])

@@ -1,0 +1,87 @@
+"""Prometheus metrics: request latency by view and status, and the shared cache counters.
+
+Request latency is observed in-process (one histogram observation per request). Cache
+counters are read from the shared store at scrape time, so they already cover every
+process and cost the request path nothing. Under gunicorn with several workers set
+``PROMETHEUS_MULTIPROC_DIR`` (see README) so every worker's histogram is aggregated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cachemgmt import cache
+
+logger = logging.getLogger("project.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+REQUEST_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "Time spent answering HTTP requests, by view and status.",
+    ["view", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+_COUNTERS = (
+    ("hits", "Context and zone lookups served from the cache."),
+    ("misses", "Lookups that went to the database."),
+    ("fills", "Entries stored after a miss."),
+    ("invalidations", "Dependency bumps (each defeats every entry built from that dependency)."),
+)
+
+
+def request_observe(*, view: str, status: int, seconds: float) -> None:
+    REQUEST_LATENCY.labels(view, str(status)).observe(seconds)
+
+
+class CacheStatsCollector(Collector):
+    """The shared cache counters per namespace, read when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[Metric]:
+        families = {
+            name: CounterMetricFamily(f"authctx_cache_{name}", help_text, labels=["namespace"])
+            for name, help_text in _COUNTERS
+        }
+        up = GaugeMetricFamily("authctx_cache_up", "1 when the shared cache counters could be read.")
+        try:
+            for namespace in cache.NAMESPACES:
+                counters = cache.stats_read(namespace)
+                for name, family in families.items():
+                    family.add_metric([namespace], counters.get(name, 0))
+        except cache.CacheUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield from families.values()
+        yield up
+
+
+_cache_collector = CacheStatsCollector()
+REGISTRY.register(_cache_collector)
+
+
+def _registry() -> Any:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(_cache_collector)
+        return registry
+    return REGISTRY
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    if request.method not in {"GET", "HEAD"}:
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE)

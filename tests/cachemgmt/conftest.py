@@ -1,0 +1,68 @@
+"""Fixtures of the operations tests: staff and member users, and a captured structured log."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from project.logging import FOREIGN_PRE_CHAIN
+from tests.factories import MembershipFactory, UserFactory
+
+
+@pytest.fixture
+def staff_user():
+    return UserFactory(is_staff=True)
+
+
+@pytest.fixture
+def member():
+    return MembershipFactory().user
+
+
+class LogCapture:
+    """Everything logged, rendered as JSON lines by the project's own structlog formatter."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def events(self, event: str) -> list[dict]:
+        import json
+
+        found = []
+        for line in self.text.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                found.append(record)
+        return found
+
+
+@pytest.fixture
+def log_capture() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    handler = logging.StreamHandler(capture.stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN
+        )
+    )
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
