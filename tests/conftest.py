@@ -205,7 +205,7 @@ def process_env(**overrides: str) -> dict[str, str]:
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["CACHE_KEY_PREFIX"] = settings.CACHE_KEY_PREFIX
     env["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
-    env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"  # the product settings plus the fast test hasher
     env["LOG_LEVEL"] = "WARNING"
     env.update(overrides)
     return env
