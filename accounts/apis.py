@@ -6,12 +6,13 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, Throttled
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import ContextUser
 from accounts.conf import accounts_settings
 from accounts.serializers import (
     DetailSerializer,
@@ -21,6 +22,7 @@ from accounts.serializers import (
     UserContextSerializer,
 )
 from accounts.services import LoginFailed, LoginThrottled, auth_login, auth_logout
+from accounts.tokens import TokenClaims
 
 
 def client_address(request: Request) -> str:
@@ -91,9 +93,10 @@ class LogoutApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = LogoutInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if request.auth is None:  # a session, not a bearer token: nothing to revoke here
+        claims = request.auth
+        if not isinstance(claims, TokenClaims):  # not a bearer token: nothing to revoke here
             raise AuthenticationFailed("Bearer token required.")
-        auth_logout(claims=request.auth, everywhere=serializer.validated_data["all"])
+        auth_logout(claims=claims, everywhere=serializer.validated_data["all"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -102,4 +105,7 @@ class MeApi(APIView):
 
     @extend_schema(operation_id="me", responses={200: UserContextSerializer, 401: _UNAUTHORIZED})
     def get(self, request: Request) -> Response:
-        return Response(request.user.context.public)
+        user = request.user
+        if not isinstance(user, ContextUser):
+            raise NotAuthenticated()
+        return Response(user.context.public)

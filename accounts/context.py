@@ -39,7 +39,9 @@ class UserContext:
         return str(self.public["version"])
 
     def zones_overdue(self, now: float | None = None) -> bool:
-        return self.zones_stale_after is not None and (now if now is not None else time.time()) >= self.zones_stale_after
+        return (
+            self.zones_stale_after is not None and (now if now is not None else time.time()) >= self.zones_stale_after
+        )
 
     def to_payload(self) -> bytes:
         auth = [

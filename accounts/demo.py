@@ -12,7 +12,12 @@ from accounts.models import Membership, Organization, Profile, Role, User
 ORGANIZATIONS = [("acme", "Acme"), ("globex", "Globex"), ("initech", "Initech")]
 ROLES = {
     "viewer": ["accounts.view_organization", "zones.view_zone"],
-    "manager": ["accounts.view_organization", "accounts.view_membership", "zones.view_zone", "zones.view_zoneassignment"],
+    "manager": [
+        "accounts.view_organization",
+        "accounts.view_membership",
+        "zones.view_zone",
+        "zones.view_zoneassignment",
+    ],
     "admin": [
         "accounts.view_organization",
         "accounts.change_organization",

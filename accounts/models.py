@@ -74,10 +74,12 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user_id} in {self.organization_id} as {self.role_id}"
 
+    # Not a field: the user id as loaded, so a membership moved to another user invalidates both.
+    _loaded_user_id: int | None = None
+
     @classmethod
-    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Membership:
-        instance = super().from_db(db, field_names, values)
-        # Remembered so a membership moved to another user invalidates both users.
+    def from_db(cls, *args: Any, **kwargs: Any) -> Membership:
+        instance = super().from_db(*args, **kwargs)
         instance._loaded_user_id = instance.__dict__.get("user_id")
         return instance
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
@@ -22,8 +24,10 @@ def user_row_changed(sender: Any, instance: Profile | RevokedToken, **_: Any) ->
 
 
 def membership_changed(sender: Any, instance: Membership, **_: Any) -> None:
-    previous = getattr(instance, "_loaded_user_id", None)
-    context_invalidate(user_ids={instance.user_id, previous} - {None})
+    user_ids = [instance.user_id]
+    if instance._loaded_user_id is not None and instance._loaded_user_id != instance.user_id:
+        user_ids.append(instance._loaded_user_id)
+    context_invalidate(user_ids=user_ids)
 
 
 def organization_changed(sender: Any, instance: Organization, **_: Any) -> None:
@@ -69,7 +73,7 @@ def user_m2m_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_
 
 
 def connect() -> None:
-    for model, receiver in [
+    receivers: list[tuple[type[Model], Callable[..., None]]] = [
         (User, user_changed),
         (Profile, user_row_changed),
         (RevokedToken, user_row_changed),
@@ -78,7 +82,8 @@ def connect() -> None:
         (Role, role_changed),
         (Permission, permissions_changed),
         (Group, permissions_changed),
-    ]:
+    ]
+    for model, receiver in receivers:
         post_save.connect(receiver, sender=model, dispatch_uid=f"ctx-save-{model._meta.label}")
         post_delete.connect(receiver, sender=model, dispatch_uid=f"ctx-delete-{model._meta.label}")
     m2m_changed.connect(role_permissions_changed, sender=Role.permissions.through, dispatch_uid="ctx-role-perms")

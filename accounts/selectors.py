@@ -45,12 +45,16 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
             return None
-        context = UserContext.from_payload(result.payload)
-        if not context.zones_overdue():
-            return context
-        # The zones snapshot went overdue since the fill: refill so zones_status says so.
-        result = cache.Miss(ticket=None, leader=True)
+        cached = UserContext.from_payload(result.payload)
+        if not cached.zones_overdue():
+            return cached
+        # The zones snapshot went overdue since these contexts were filled: one O(1) bump
+        # makes every one of them refill once with zones_status "stale", and one sync is asked for.
         _zones_overdue_hook()
+        cache.deps_bump([cache.dep_zones_key()])
+        result = cache.entry_get(NAMESPACE, user_id)
+        if isinstance(result, cache.Hit):  # refilled meanwhile by another request
+            return None if result.payload == _NONE_PAYLOAD else UserContext.from_payload(result.payload)
     context = user_context_load(user_id=user_id)
     if result.ticket is not None:
         if context is None:
@@ -58,7 +62,9 @@ def user_context_get(*, user_id: int) -> UserContext | None:
                 NAMESPACE, user_id, miss=result, deps=[cache.dep_user_key(user_id)], payload=_NONE_PAYLOAD, ttl=_ttl()
             )
         else:
-            cache.entry_put(NAMESPACE, user_id, miss=result, deps=context_deps(context), payload=context.to_payload(), ttl=_ttl())
+            cache.entry_put(
+                NAMESPACE, user_id, miss=result, deps=context_deps(context), payload=context.to_payload(), ttl=_ttl()
+            )
     return context
 
 
@@ -81,7 +87,7 @@ def _transaction_has_pending_invalidations() -> bool:
 
     if not connection.in_atomic_block:
         return False
-    return any(isinstance(func, PendingInvalidation) for _, func, _ in connection.run_on_commit)
+    return any(isinstance(entry[1], PendingInvalidation) for entry in connection.run_on_commit)
 
 
 def _zones_overdue_hook() -> None:
@@ -139,6 +145,7 @@ def _postgresql_sql() -> str:
     user_perms = _table(User.user_permissions.through)
     user_groups = _table(User.groups.through)
     group_perms = _table(Group.permissions.through)
+    # Table names come from model metadata; the only value is a bound parameter.
     return f"""
 SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.token_version,
        p.display_name, o.id, o.slug, o.name, r.id, r.name,
@@ -167,7 +174,7 @@ LEFT JOIN ({_table(Membership)} m
            JOIN {_table(Role)} r ON r.id = m.role_id)
        ON m.user_id = u.id AND m.is_active
 WHERE u.id = %s
-"""
+"""  # noqa: S608
 
 
 def _load_postgresql(user_id: int) -> UserContext | None:
@@ -213,16 +220,33 @@ def _load_portable(user_id: int) -> UserContext | None:
             role_id=membership("role_id"),
             role_name=membership("role__name"),
             last_ok=Subquery(
-                ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK).order_by("-finished_at").values("finished_at")[:1]
+                ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK)
+                .order_by("-finished_at")
+                .values("finished_at")[:1]
             ),
             last_status=Subquery(
-                ZoneSyncRun.objects.exclude(status=ZoneSyncRun.Status.RUNNING).order_by("-started_at").values("status")[:1]
+                ZoneSyncRun.objects.exclude(status=ZoneSyncRun.Status.RUNNING)
+                .order_by("-started_at")
+                .values("status")[:1]
             ),
         )
         .values(
-            "id", "username", "email", "is_active", "is_staff", "is_superuser", "token_version", "display_name",
-            "org_id", "org_slug", "org_name", "role_id", "role_name", "last_ok", "last_status",
-        )  # fmt: skip
+            "id",
+            "username",
+            "email",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+            "token_version",
+            "display_name",
+            "org_id",
+            "org_slug",
+            "org_name",
+            "role_id",
+            "role_name",
+            "last_ok",
+            "last_status",
+        )
         .first()
     )
     if row is None:
@@ -268,4 +292,3 @@ def _load_portable(user_id: int) -> UserContext | None:
         zones_status=zones_status,
         zones_stale_after=stale_after,
     )
-

@@ -100,7 +100,10 @@ def _throttle_keys(username: str, client_address: str) -> list[tuple[str, int]]:
         return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
     return [
-        (cache.throttle_key("login-user", digest(normalize_username(username))), int(accounts_settings.LOGIN_FAILURES_PER_USERNAME)),
+        (
+            cache.throttle_key("login-user", digest(normalize_username(username))),
+            int(accounts_settings.LOGIN_FAILURES_PER_USERNAME),
+        ),
         (cache.throttle_key("login-addr", digest(client_address)), int(accounts_settings.LOGIN_FAILURES_PER_ADDRESS)),
     ]
 
@@ -198,9 +201,9 @@ def profile_update(*, user_id: int, **fields: Any) -> Profile:
 @transaction.atomic
 def membership_set(*, user_id: int, organization_id: int, role_id: int) -> Membership:
     """Make this the user's one active membership (any other active one is deactivated)."""
-    Membership.objects.filter(user_id=user_id, is_active=True).exclude(
-        organization_id=organization_id
-    ).update(is_active=False)
+    Membership.objects.filter(user_id=user_id, is_active=True).exclude(organization_id=organization_id).update(
+        is_active=False
+    )
     membership, _ = Membership.objects.update_or_create(
         user_id=user_id, organization_id=organization_id, defaults={"role_id": role_id, "is_active": True}
     )

@@ -17,6 +17,7 @@ server. Without Redis, the same rules run in-process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import secrets
@@ -191,7 +192,15 @@ class Store(Protocol):
     def get(self, key: str, *, lock_key: str | None) -> Hit | Miss: ...
 
     def put(
-        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+        self,
+        key: str,
+        *,
+        ticket: int,
+        deps: Sequence[str],
+        payload: bytes,
+        ttl: int,
+        lock_key: str | None,
+        lock_token: str,
     ) -> bool: ...
 
     def bump(self, deps: Sequence[str]) -> None: ...
@@ -254,7 +263,15 @@ class LocalStore:
             return Miss(ticket=self._clock, leader=leader, lock_token=token)
 
     def put(
-        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+        self,
+        key: str,
+        *,
+        ticket: int,
+        deps: Sequence[str],
+        payload: bytes,
+        ttl: int,
+        lock_key: str | None,
+        lock_token: str,
     ) -> bool:
         with self._lock:
             if lock_key is not None and lock_token and self._fill_locks.get(lock_key, ("",))[0] == lock_token:
@@ -445,7 +462,15 @@ class RedisStore:
         return Miss(ticket=int(result[1]), leader=leader, lock_token=token if leader else "")
 
     def put(
-        self, key: str, *, ticket: int, deps: Sequence[str], payload: bytes, ttl: int, lock_key: str | None, lock_token: str
+        self,
+        key: str,
+        *,
+        ticket: int,
+        deps: Sequence[str],
+        payload: bytes,
+        ttl: int,
+        lock_key: str | None,
+        lock_token: str,
     ) -> bool:
         result = self._call(
             lambda: self._put(
@@ -631,10 +656,8 @@ def namespace_clear(namespace: str) -> None:
 
 def entry_delete(namespace: str, ident: int | str) -> None:
     """Remove one entry outright (its dependencies untouched)."""
-    try:
+    with contextlib.suppress(CacheUnavailable):
         get_store().delete(entry_key(namespace, ident))
-    except CacheUnavailable:
-        pass
     count(namespace, "invalidations")
 
 
@@ -720,7 +743,5 @@ def lock_release(name: str, token: str) -> None:
         if c.get(key) == token:
             c.delete(key)
 
-    try:
+    with contextlib.suppress(CacheUnavailable):  # else the lock expires by itself
         _shared(release)
-    except CacheUnavailable:
-        pass  # the lock expires by itself

@@ -1,6 +1,8 @@
 """URL routes: the API under /api/, the admin, health."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
@@ -11,3 +13,11 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("cachemgmt.urls_ops")),
 ]
+
+if settings.DEBUG:  # the demo serves the admin's static files itself
+    urlpatterns += staticfiles_urlpatterns()
+
+handler400 = "project.errors.bad_request"
+handler403 = "project.errors.permission_denied"
+handler404 = "project.errors.page_not_found"
+handler500 = "project.errors.server_error"

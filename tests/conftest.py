@@ -199,9 +199,8 @@ def process_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     db = settings.DATABASES["default"]
     if connection.vendor == "postgresql":
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        )
+        host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+        env["DATABASE_URL"] = f"postgres://{db['USER']}:{db.get('PASSWORD') or ''}@{host}:{port}/{db['NAME']}"
     env["SECRET_KEY"] = settings.SECRET_KEY
     env["CACHE_KEY_PREFIX"] = settings.CACHE_KEY_PREFIX
     env["ALLOWED_HOSTS"] = "127.0.0.1,localhost"

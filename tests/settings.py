@@ -5,8 +5,8 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-0123456789abcdef")
 os.environ.setdefault("CACHE_KEY_PREFIX", "authctx-test")
 
-from project.settings import *  # noqa: E402,F403
-from project.settings import ALLOWED_HOSTS  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import ALLOWED_HOSTS
 
 ALLOWED_HOSTS = [*ALLOWED_HOSTS, "testserver"]
 # The production hasher is measured in the benchmark; tests only need correctness.

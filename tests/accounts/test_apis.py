@@ -200,7 +200,7 @@ def _bad_tokens(user: User) -> dict[str, str]:
     now = int(time.time())
     good = {"sub": str(user.pk), "tv": user.token_version, "jti": "abc", "iat": now, "exp": now + 600, "iss": "authctx"}
     valid, _ = token_issue(user_id=user.pk, token_version=user.token_version)
-    header, payload, signature = valid.split(".")
+    header, _, signature = valid.split(".")
     tampered_payload = _b64({**good, "sub": str(user.pk + 1)})
     return {
         "empty": "",

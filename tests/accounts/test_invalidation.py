@@ -218,7 +218,9 @@ def test_role_permission_change_costs_one_cache_operation(monkeypatch):
     assert all(user_context_get(user_id=m.user_id).public["permissions"] == [] for m in members)  # type: ignore[union-attr]
 
 
-def test_rolled_back_write_invalidates_nothing_and_leaves_no_stale_entry(member, django_assert_num_queries, monkeypatch):
+def test_rolled_back_write_invalidates_nothing_and_leaves_no_stale_entry(
+    member, django_assert_num_queries, monkeypatch
+):
     before = warm(member.user_id)
     bumps: list[list[str]] = []
     real_bump = cache.get_store().bump

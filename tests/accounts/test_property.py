@@ -34,9 +34,7 @@ KINDS = [
     "slow_fill_begin",
     "slow_fill_end",
 ]
-operations = st.lists(
-    st.tuples(st.sampled_from(KINDS), st.integers(0, 2), st.integers(0, 3)), min_size=5, max_size=40
-)
+operations = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 2), st.integers(0, 3)), min_size=5, max_size=40)
 _names = itertools.count()
 
 
@@ -44,9 +42,7 @@ class World:
     def __init__(self) -> None:
         self.orgs = [OrganizationFactory(), OrganizationFactory()]
         self.roles = [RoleFactory(perms=PERMISSIONS[:2]), RoleFactory(perms=PERMISSIONS[2:])]
-        self.users = [
-            MembershipFactory(organization=self.orgs[i % 2], role=self.roles[i % 2]).user for i in range(3)
-        ]
+        self.users = [MembershipFactory(organization=self.orgs[i % 2], role=self.roles[i % 2]).user for i in range(3)]
         self.zones = [ZoneFactory(), ZoneFactory()]
         self.perms = [permission(code) for code in PERMISSIONS]
         self.pending: list[tuple[int, cache.Miss, object]] = []

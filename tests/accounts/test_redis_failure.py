@@ -116,7 +116,7 @@ def test_invalidation_lost_in_transit_is_not_served_afterwards(own_redis, monkey
     """The client could not reach Redis for one invalidation while Redis kept its entries."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    server, store, clock = own_redis
+    _, store, clock = own_redis
     member = MembershipFactory(role=RoleFactory(perms=["zones.view_zone"]))
     assert user_context_get(user_id=member.user_id).public["permissions"] == ["zones.view_zone"]  # type: ignore[union-attr]
     real_bump = store._bump
@@ -139,7 +139,7 @@ def test_invalidation_lost_in_transit_is_not_served_afterwards(own_redis, monkey
 
 
 def test_me_answers_200_with_redis_stopped(own_redis, api_client, bearer):
-    server, store, clock = own_redis
+    server, store, _ = own_redis
     member = MembershipFactory()
     headers = bearer(member.user)
     assert api_client.get("/api/me", **headers).status_code == 200
@@ -153,7 +153,7 @@ def test_me_answers_200_with_redis_stopped(own_redis, api_client, bearer):
 
 
 def test_login_works_and_is_throttled_with_redis_stopped(own_redis, api_client, settings):
-    server, store, clock = own_redis
+    server, _, _ = own_redis
     settings.ACCOUNTS = {**settings.ACCOUNTS, "LOGIN_FAILURES_PER_USERNAME": 2}
     member = MembershipFactory()
     server.stop()

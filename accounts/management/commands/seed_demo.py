@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.demo import demo_seed
 
-DEFAULT_PASSWORD = "demo-pass-2026"
+DEFAULT_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo credentials, by design
 
 
 class Command(BaseCommand):
