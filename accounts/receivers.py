@@ -15,7 +15,14 @@ from accounts.services import context_invalidate
 _M2M_WRITES = {"post_add", "post_remove", "post_clear", "pre_clear"}
 
 
-def user_changed(sender: Any, instance: User, **_: Any) -> None:
+# Saves touching only these fields change nothing in a context (Django's login updates
+# last_login on every login; invalidating there would undo the backend's warm-up).
+_USER_FIELDS_OUTSIDE_CONTEXT = frozenset({"last_login"})
+
+
+def user_changed(sender: Any, instance: User, update_fields: frozenset[str] | None = None, **_: Any) -> None:
+    if update_fields and set(update_fields) <= _USER_FIELDS_OUTSIDE_CONTEXT:
+        return
     context_invalidate(user_ids=[instance.pk])
 
 
