@@ -46,17 +46,21 @@ class LogCapture:
                 found.append(record)
         return found
 
+    def handler(self) -> logging.Handler:
+        handler = logging.StreamHandler(self.stream)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN
+            )
+        )
+        handler.setLevel(logging.DEBUG)
+        return handler
+
 
 @pytest.fixture
 def log_capture() -> Iterator[LogCapture]:
     capture = LogCapture()
-    handler = logging.StreamHandler(capture.stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN
-        )
-    )
-    handler.setLevel(logging.DEBUG)
+    handler = capture.handler()
     root = logging.getLogger()
     previous = root.level
     root.addHandler(handler)

@@ -257,3 +257,31 @@ def test_zone_sync_calls_the_zone_app_and_answers_202(api_client, bearer, staff_
         assert body["status"] in {"ok", "failed"}
         assert {"rows", "error", "source"} <= set(body)
     assert CacheAuditEntry.objects.get().result.startswith(f"status={body['status']}")
+
+
+@pytest.mark.services
+@committed
+def test_stats_count_the_lookups_of_every_process_sharing_the_cache(bearer, web_process, postgres, redis_cache):
+    import time
+    import urllib.request
+
+    from cachemgmt.selectors import cache_stats_get
+
+    user = UserFactory()
+    web = web_process(workers=2)
+    for _ in range(4):
+        request = urllib.request.Request(
+            f"{web.url}/api/me", headers={"Authorization": bearer(user)["HTTP_AUTHORIZATION"]}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    # The workers flush their counters within a few seconds, even when idle.
+    deadline = time.monotonic() + 15
+    while True:
+        counters = cache_stats_get()["namespaces"]["user_context"]
+        if counters["hits"] + counters["misses"] >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert counters["hits"] + counters["misses"] >= 4
+    assert counters["fills"] >= 1

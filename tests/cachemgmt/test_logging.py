@@ -1,0 +1,148 @@
+"""Structured request logs: one line per request under a request id, no secrets, ids carried into tasks."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from types import SimpleNamespace
+
+import pytest
+import structlog
+from rest_framework.test import APIClient
+
+from project import request_context
+from tests.factories import PASSWORD, UserFactory
+
+HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_line_per_request_with_request_id_user_and_context_cache_outcome(api_client, bearer, log_capture):
+    user = UserFactory()
+    headers = bearer(user)
+
+    first = api_client.get("/api/me", HTTP_X_REQUEST_ID="req-1.a_B", **headers)
+    second = api_client.get("/api/me?token=not-logged", HTTP_X_REQUEST_ID="req-2", **headers)
+
+    assert first["X-Request-ID"] == "req-1.a_B" and second["X-Request-ID"] == "req-2"
+    lines = log_capture.events("request")
+    assert [line["request_id"] for line in lines] == ["req-1.a_B", "req-2"]
+    for line in lines:
+        assert line["method"] == "GET"
+        assert line["path"] == "/api/me"  # never the query string
+        assert line["status"] == 200
+        assert line["user_id"] == user.pk
+        assert isinstance(line["duration_ms"], float)
+        assert line["level"] == "info"
+    assert [line["context_cache"] for line in lines] == ["miss", "hit"]
+
+
+@pytest.mark.parametrize("sent", ["", "has space", "x" * 65, "semi;colon", "new\nline", "ünïcode"])
+def test_an_insane_request_id_is_replaced_by_a_generated_one(client, log_capture, sent):
+    response = client.get("/health/live", HTTP_X_REQUEST_ID=sent)
+
+    echoed = response["X-Request-ID"]
+    assert HEX_ID.fullmatch(echoed)
+    (line,) = log_capture.events("request")
+    assert line["request_id"] == echoed
+    assert line["user_id"] is None and line["context_cache"] is None
+
+
+def test_every_log_line_of_a_request_carries_its_request_id(client, log_capture, monkeypatch):
+    from cachemgmt import apis
+
+    def logging_view(self, request):
+        logging.getLogger("somewhere.deep").warning("inside the view")
+        return apis.Response({"status": "ok"})
+
+    monkeypatch.setattr(apis.LiveApi, "get", logging_view)
+    client.get("/health/live", HTTP_X_REQUEST_ID="trace-me")
+
+    (inner,) = log_capture.events("inside the view")
+    assert inner["request_id"] == "trace-me"
+    assert structlog.contextvars.get_contextvars().get("request_id") is None  # unbound after the request
+
+
+@pytest.mark.django_db(transaction=True)
+def test_passwords_tokens_and_authorization_headers_never_reach_the_logs(log_capture):
+    user = UserFactory(username="carol")
+    client = APIClient()
+
+    wrong = client.post("/api/auth/login", {"username": "carol", "password": "Wrong-Secret-42"}, format="json")
+    login = client.post("/api/auth/login", {"username": "carol", "password": PASSWORD}, format="json")
+    token = login.json()["access_token"]
+    me = client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+    logout = client.post("/api/auth/logout", {}, format="json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    after = client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    assert (wrong.status_code, login.status_code, me.status_code, logout.status_code, after.status_code) == (
+        401,
+        200,
+        200,
+        204,
+        401,
+    )
+    text = log_capture.text
+    assert len(log_capture.events("request")) == 5
+    assert any(line.get("user_id") == user.pk for line in log_capture.events("request"))
+    for secret in (PASSWORD, "Wrong-Secret-42", token, *token.split(".")[1:], f"Bearer {token}"):
+        assert secret not in text
+
+
+def test_a_task_published_during_a_request_carries_its_id_and_logs_with_it(log_capture):
+    headers: dict[str, str] = {}
+    tokens = structlog.contextvars.bind_contextvars(request_id="req-for-task")
+    try:
+        request_context._before_task_publish(headers=headers)
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    assert headers == {"request_id": "req-for-task"}
+
+    task = SimpleNamespace(request=SimpleNamespace(request_id=None, headers=headers))
+    request_context._task_prerun(task=task, task_id="t-1")
+    logging.getLogger("zones.tasks").info("task working")
+    request_context._task_postrun(task=task, task_id="t-1")
+    logging.getLogger("zones.tasks").info("task done")
+
+    (working,) = log_capture.events("task working")
+    (done,) = log_capture.events("task done")
+    assert working["request_id"] == "req-for-task"
+    assert "request_id" not in done
+
+
+@pytest.mark.services
+def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_capture, redis_cache):
+    from celery.contrib.testing.worker import start_worker
+
+    from project.celery import app
+
+    assert not app.conf.task_always_eager, "a broker is configured with Redis"
+    queue = f"test-request-id-{time.monotonic_ns()}"
+    probe_logger = logging.getLogger("tests.probe")
+    # The worker takes over the root logger's handlers: listen on the task's own logger too.
+    handler = log_capture.handler()
+    probe_logger.addHandler(handler)
+    probe_logger.propagate = False
+
+    @app.task(name="tests.cachemgmt.log_probe", shared=False)
+    def log_probe() -> None:
+        probe_logger.info("probe ran")
+
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[queue], loglevel="WARNING"):
+            tokens = structlog.contextvars.bind_contextvars(request_id="req-queued-it")
+            try:
+                log_probe.apply_async(queue=queue)
+            finally:
+                structlog.contextvars.reset_contextvars(**tokens)
+            deadline = time.monotonic() + 20
+            while not log_capture.events("probe ran") and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        probe_logger.removeHandler(handler)
+        probe_logger.propagate = True
+        app.tasks.pop("tests.cachemgmt.log_probe", None)
+
+    (ran,) = log_capture.events("probe ran")
+    assert ran["request_id"] == "req-queued-it"

@@ -1,0 +1,67 @@
+"""Prometheus metrics: request latency by view and status, shared cache counters per namespace."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cachemgmt import cache
+from tests.factories import UserFactory
+
+
+def scrape(client) -> dict[str, list]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    return {family.name: family.samples for family in text_string_to_metric_families(response.content.decode())}
+
+
+def sample_value(samples, name: str, **labels: str) -> float:
+    for sample in samples:
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_count_requests_by_view_and_status_and_cache_lookups_by_namespace(client, bearer):
+    user = UserFactory()
+    before = scrape(client)
+    me_before = (
+        sample_value(
+            before["http_request_duration_seconds"], "http_request_duration_seconds_count", view="me", status="200"
+        )
+        if any(s.labels.get("view") == "me" for s in before.get("http_request_duration_seconds", []))
+        else 0
+    )
+
+    client.get("/api/me", **bearer(user))
+    client.get("/api/me", **bearer(user))
+    client.get("/api/me")  # 401
+
+    families = scrape(client)
+    latency = families["http_request_duration_seconds"]
+    assert sample_value(latency, "http_request_duration_seconds_count", view="me", status="200") == me_before + 2
+    assert sample_value(latency, "http_request_duration_seconds_count", view="me", status="401") >= 1
+    assert any(s.name == "http_request_duration_seconds_bucket" and s.labels["le"] == "0.005" for s in latency)
+    expected = cache.stats_read("user_context")
+    assert sample_value(families["authctx_cache_hits"], "authctx_cache_hits_total", namespace="user_context") == (
+        expected.get("hits", 0)
+    )
+    assert sample_value(families["authctx_cache_misses"], "authctx_cache_misses_total", namespace="user_context") >= 1
+    assert sample_value(families["authctx_cache_hits"], "authctx_cache_hits_total", namespace="zones") >= 0
+    assert sample_value(families["authctx_cache_up"], "authctx_cache_up") == 1
+
+
+def test_metrics_label_unmatched_paths_without_the_path_itself(client):
+    client.get("/no/such/path/12345")
+    text = client.get("/metrics").content.decode()
+    assert 'view="unmatched"' in text
+    assert "12345" not in text
+
+
+def test_metrics_refuse_writes(client):
+    assert client.post("/metrics").status_code == 405
+    assert re.search(r"^# TYPE http_request_duration_seconds histogram$", client.get("/metrics").content.decode(), re.M)
