@@ -332,3 +332,23 @@ def test_bulk_sync_sends_no_per_row_signals_and_few_statements(bigquery, organiz
     assert outcome.ok and outcome.assignments_removed == 1000 and outcome.assignments_added == 50
     assert len(bumps) == 1  # no per-row post_delete receivers: one round trip
     assert len(queries) < 40, [q["sql"][:80] for q in queries.captured_queries]
+
+
+@pytest.mark.services
+def test_scale_script_runs_a_small_sync_end_to_end(postgres):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, process_env
+
+    result = subprocess.run(
+        [sys.executable, "scripts/zone_sync_scale.py", "--rows", "5000", "--organizations", "50", "--zones", "500",
+         "--page-size", "1000", "--no-tracemalloc"],
+        cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[2].startswith("initial (empty snapshot): 5,000 rows served, 5,000 synced, 0 skipped")
+    assert "+0/-0 assignments" in lines[3]
+    assert "+500/-500 assignments" in lines[4]
+    assert lines[5] == "final: 5,000 assignments, 500 zones"
