@@ -16,12 +16,20 @@ if [ "${1:-}" = "--lint-only" ]; then exit 0; fi
 
 ./scripts/services.sh
 
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (browser tests)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium could not be installed: browser tests will fail under CI=true" >&2
+fi
+
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authctx}
 REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
 
 echo "== django checks"
 DATABASE_URL=$PG_URL python manage.py check --fail-level WARNING
 DATABASE_URL=$PG_URL python manage.py makemigrations --check --dry-run
+DATABASE_URL=$PG_URL python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
 echo "== pytest: PostgreSQL + Redis"
 DATABASE_URL=$PG_URL REDIS_URL=$REDIS_TEST_URL python -m pytest -q "${@}"

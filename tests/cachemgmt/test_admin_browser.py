@@ -1,0 +1,141 @@
+"""The admin's Cache page in a real headless Chromium: log in, read the statistics, clear, read the outcome."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from cachemgmt.models import CacheAuditEntry
+from tests.conftest import service_missing
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> None:
+    if not os.access(CHROMIUM, os.X_OK):
+        service_missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A page of Debian's Chromium driven by Playwright (never a browser Playwright downloads).
+
+    Playwright's sync API runs an event loop in this thread: no ORM call while it is open.
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def queued_zone_sync(monkeypatch):
+    """zone_sync_enqueue answering as it does with a broker (the live server shares this process)."""
+    try:
+        import zones.services as module
+    except ImportError:
+        module = types.ModuleType("zones.services")
+        monkeypatch.setitem(sys.modules, "zones.services", module)
+    monkeypatch.setattr(module, "zone_sync_enqueue", lambda: {"status": "queued"}, raising=False)
+
+
+def test_staff_reads_statistics_clears_and_syncs_from_the_admin_cache_page(live_server, chromium, queued_zone_sync):
+    staff = UserFactory(is_staff=True, username="ops-admin")
+    member = UserFactory()
+    api = Client()
+    token_headers = {"HTTP_AUTHORIZATION": f"Bearer {_token(member)}"}
+    api.get("/api/me", **token_headers)  # miss and fill
+    api.get("/api/me", **token_headers)  # hit
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/admin/")
+        page.fill("#id_username", staff.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.locator("tr.model-cachepage a").first.click()
+
+        assert page.locator("h1").inner_text() == "Cache"
+        hits = int(page.locator("#stats-user_context .hits").inner_text())
+        invalidations = int(page.locator("#stats-user_context .invalidations").inner_text())
+        assert hits >= 1
+        assert page.locator("#cache-backend").inner_text() in {"redis", "locmem"}
+
+        page.select_option("#clear-namespace select[name=namespace]", "user_context")
+        page.click("#clear-namespace input[type=submit]")
+        assert "Clear the user_context namespace?" in page.locator("#confirm-question").inner_text()
+        page.click("#confirm")
+
+        assert page.locator(".messagelist .success").inner_text() == "Cleared: user_context."
+        assert int(page.locator("#stats-user_context .invalidations").inner_text()) > invalidations
+
+        page.fill("#id_clear_user_id", str(member.pk))
+        page.click("#clear-user input[type=submit]")
+        page.click("#confirm")
+        assert page.locator(".messagelist .success").inner_text() == f"Cleared: user_context of user {member.pk}."
+
+        page.click("#zone-sync input[type=submit]")
+        assert "Run a zone sync now?" in page.locator("#confirm-question").inner_text()
+        page.click("#confirm")
+        assert page.locator(".messagelist .success").inner_text() == "Zone sync: status=queued."
+        assert page.locator("#cache-audit tbody tr").count() == 3
+
+    entries = list(CacheAuditEntry.objects.order_by("id").values_list("source", "action", "target", "actor_id"))
+    assert entries == [
+        ("admin", "clear", "user_context", staff.pk),
+        ("admin", "clear", f"user_context:user={member.pk}", staff.pk),
+        ("admin", "zone_sync", "zones", staff.pk),
+    ]
+
+
+def test_the_cache_page_refuses_a_clear_without_confirmation(staff_user):
+    client = Client()
+    client.force_login(staff_user)
+
+    confirm = client.get("/admin/cachemgmt/cachepage/clear/", {"namespace": "zones"})
+    assert confirm.status_code == 200
+    assert not CacheAuditEntry.objects.exists()  # a GET only asks
+
+    unknown = client.post("/admin/cachemgmt/cachepage/clear/", {"namespace": "user_context", "user_id": 987654})
+    assert unknown.status_code == 302
+    assert not CacheAuditEntry.objects.exists()
+
+
+def test_the_cache_page_is_for_staff_only(member):
+    client = Client()
+    client.force_login(member)
+    response = client.get("/admin/cachemgmt/cachepage/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def _token(user) -> str:
+    from accounts.tokens import token_issue
+
+    token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+    return token
