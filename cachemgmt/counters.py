@@ -17,6 +17,7 @@ from cachemgmt import cache
 logger = logging.getLogger("cachemgmt.counters")
 
 _started_pid: list[int] = [0]
+_enabled: list[bool] = [False]
 _lock = threading.Lock()
 
 
@@ -33,10 +34,19 @@ def _loop(interval: float) -> None:
         _flush_quietly()
 
 
+def stats_flusher_enable() -> None:
+    """Called by the server entry points (``project.wsgi``, ``project.asgi``).
+
+    Only a server process runs the thread: tests, commands and shells flush on read. The
+    thread itself starts on the first request, so every forked worker gets its own.
+    """
+    _enabled[0] = True
+
+
 def stats_flusher_start(*, interval: float = cache.STATS_FLUSH_SECONDS) -> None:
-    """Start this process's flusher once (idempotent, cheap: one comparison after the first call)."""
+    """Start this process's flusher once, when enabled (cheap: two comparisons after the first call)."""
     pid = os.getpid()
-    if _started_pid[0] == pid:
+    if _started_pid[0] == pid or not _enabled[0]:
         return
     with _lock:
         if _started_pid[0] == pid:

@@ -10,3 +10,7 @@ try:
     application = get_asgi_application()
 except ImproperlyConfigured as exc:
     raise SystemExit(f"configuration error: {exc}") from None
+
+from cachemgmt.counters import stats_flusher_enable  # after setup: it imports the cache module
+
+stats_flusher_enable()
