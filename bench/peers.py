@@ -1,0 +1,315 @@
+"""Peer designs of ``GET /api/me`` (benchmark only): the project's JSON, built each design's way.
+
+Every peer ends in the project's own ``build_context`` so that, for the same user, every mode
+returns byte-identical bodies (the run checks it); only the way the rows are fetched differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db import connection
+from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models.functions import Concat
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.context import build_context
+from accounts.models import Membership, Profile, Role, User
+from bench.pgstats import FLUSH_SQL
+from zones.models import Zone, ZoneSyncRun
+
+# --------------------------------------------------------------------------------------
+# floor: no authentication, no I/O, a fixed payload of the size of a real context
+# --------------------------------------------------------------------------------------
+
+
+def _floor_payload() -> dict[str, Any]:
+    path = os.environ.get("BENCH_FLOOR_PAYLOAD", "")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return dict(json.load(handle))
+
+
+FLOOR_PAYLOAD = _floor_payload() if getattr(settings, "BENCH_MODE", "") == "floor" else {}
+
+
+class FloorApi(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(FLOOR_PAYLOAD)
+
+
+# --------------------------------------------------------------------------------------
+# Shared: the zones status rule of the contract (ready / stale / pending)
+# --------------------------------------------------------------------------------------
+
+
+def _zones_status(last_ok: Any, last_status: str | None) -> str:
+    from zones.conf import zones_settings
+
+    if last_ok is None:
+        return "pending"
+    if last_status == "failed" or time.time() >= last_ok.timestamp() + 1.5 * int(zones_settings.SYNC_INTERVAL):
+        return "stale"
+    return "ready"
+
+
+def _public(
+    *,
+    user: Any,
+    display_name: str | None,
+    organization: dict[str, Any] | None,
+    role: dict[str, Any] | None,
+    permissions: list[str],
+    zones: list[tuple[str, str]],
+    zones_status: str,
+) -> dict[str, Any]:
+    context = build_context(
+        user={
+            "id": user.pk,
+            "username": user.username,
+            "email": user.email,
+            "display_name": display_name or user.username,
+            "is_staff": user.is_staff,
+            "is_superuser": user.is_superuser,
+        },
+        is_active=user.is_active,
+        token_version=getattr(user, "token_version", 0),
+        revoked_jtis=[],
+        organization=organization,
+        role=role,
+        permissions=permissions,
+        zones=zones if organization is not None else [],
+        zones_status=zones_status,
+        zones_stale_after=None,
+    )
+    return context.public
+
+
+# --------------------------------------------------------------------------------------
+# naive: stock TokenAuthentication, then the context with plain ORM calls (the "before")
+# --------------------------------------------------------------------------------------
+
+
+def naive_context(user: Any) -> dict[str, Any]:
+    """Statements: profile, membership+organization, role, permissions, zones, zone sync (6),
+    after the authentication's token+user query: 7 per request."""
+    profile = Profile.objects.filter(user_id=user.pk).first()
+    membership = (
+        Membership.objects.select_related("organization")
+        .filter(user_id=user.pk, is_active=True, organization__is_active=True)
+        .first()
+    )
+    organization = role = None
+    permissions: list[str] = []
+    zones: list[tuple[str, str]] = []
+    if membership is not None:
+        org = membership.organization
+        organization = {"id": org.pk, "slug": org.slug, "name": org.name}
+        role_row = Role.objects.get(pk=membership.role_id)
+        role = {"id": role_row.pk, "name": role_row.name}
+        permissions = [
+            f"{app}.{code}" for app, code in role_row.permissions.values_list("content_type__app_label", "codename")
+        ]
+        zones = list(Zone.objects.filter(assignments__organization_id=org.pk).values_list("code", "name"))
+    last = (
+        ZoneSyncRun.objects.exclude(status="running")
+        .order_by("-started_at")
+        .values_list("status", "finished_at")
+        .first()
+    )
+    last_status, last_ok = (last[0], last[1] if last[0] == "ok" else None) if last else (None, None)
+    return _public(
+        user=user,
+        display_name=profile.display_name if profile else None,
+        organization=organization,
+        role=role,
+        permissions=permissions,
+        zones=zones,
+        zones_status=_zones_status(last_ok, last_status),
+    )
+
+
+class NaiveMeApi(APIView):
+    authentication_classes = [TokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response(naive_context(request.user))
+
+
+class NaiveLoginApi(APIView):
+    """The "before" login: Django's backend (production hasher), a DRF token, the naive context."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    def post(self, request: Request) -> Response:
+        from rest_framework.authtoken.models import Token
+
+        user = authenticate(
+            request=None, username=str(request.data.get("username", "")), password=str(request.data.get("password", ""))
+        )
+        if user is None:
+            raise AuthenticationFailed("Invalid username or password.")
+        token, _ = Token.objects.get_or_create(user=user)
+        User.objects.filter(pk=user.pk).update(last_login=timezone.now())
+        return Response({"access_token": token.key, "token_type": "Token", "context": naive_context(user)})
+
+
+# --------------------------------------------------------------------------------------
+# simplejwt: a signed access token, then ONE select_related query building the context
+# --------------------------------------------------------------------------------------
+
+
+def jwt_context_query(user_id: int) -> Any:
+    """One statement: the active membership with user, profile, organization and role joined,
+    the role's permissions and the organization's zones as arrays, the zone sync state."""
+    from django.contrib.postgres.expressions import ArraySubquery
+
+    perms = (
+        Role.permissions.through.objects.filter(role_id=OuterRef("role_id"))
+        .annotate(code=Concat(F("permission__content_type__app_label"), Value("."), F("permission__codename")))
+        .values("code")
+    )
+    zones = Zone.objects.filter(assignments__organization_id=OuterRef("organization_id")).order_by("code")
+    return (
+        Membership.objects.select_related("user__profile", "organization", "role")
+        .filter(user_id=user_id, is_active=True, organization__is_active=True)
+        .annotate(
+            perm_codes=ArraySubquery(perms),
+            zone_codes=ArraySubquery(zones.values("code")),
+            zone_names=ArraySubquery(zones.values("name")),
+            sync_last_ok=Subquery(
+                ZoneSyncRun.objects.filter(status="ok").order_by("-finished_at").values("finished_at")[:1]
+            ),
+            sync_last_status=Subquery(
+                ZoneSyncRun.objects.exclude(status="running").order_by("-started_at").values("status")[:1]
+            ),
+        )
+        .first()
+    )
+
+
+def _jwt_authentication_class() -> Any:
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+    from rest_framework_simplejwt.settings import api_settings
+
+    class OneQueryJWTAuthentication(JWTAuthentication):
+        def get_user(self, validated_token: Any) -> Any:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+            membership = jwt_context_query(int(user_id))
+            if membership is None:  # no active membership: not exercised by the benchmark's users
+                user = User.objects.select_related("profile").filter(pk=user_id).first()
+                if user is None or not user.is_active:
+                    raise AuthenticationFailed("User not found or inactive.")
+                user.bench_context = _public(
+                    user=user,
+                    display_name=getattr(getattr(user, "profile", None), "display_name", None),
+                    organization=None,
+                    role=None,
+                    permissions=[],
+                    zones=[],
+                    zones_status="pending",
+                )
+                return user
+            user = membership.user
+            if not user.is_active:
+                raise AuthenticationFailed("User is inactive.")
+            org, role = membership.organization, membership.role
+            profile = getattr(user, "profile", None)
+            user.bench_context = _public(
+                user=user,
+                display_name=profile.display_name if profile else None,
+                organization={"id": org.pk, "slug": org.slug, "name": org.name},
+                role={"id": role.pk, "name": role.name},
+                permissions=list(membership.perm_codes),
+                zones=list(zip(membership.zone_codes, membership.zone_names, strict=True)),
+                zones_status=_zones_status(membership.sync_last_ok, membership.sync_last_status),
+            )
+            return user
+
+    return OneQueryJWTAuthentication
+
+
+class JwtMeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    def get_authenticators(self) -> list[Any]:
+        return [_JWT_AUTH()]
+
+    def get(self, request: Request) -> Response:
+        return Response(request.user.bench_context)
+
+
+_JWT_AUTH: Any = _jwt_authentication_class() if getattr(settings, "BENCH_MODE", "") == "simplejwt" else None
+
+
+# --------------------------------------------------------------------------------------
+# Measurement helper: flush every pooled PostgreSQL backend's pending statistics
+# --------------------------------------------------------------------------------------
+
+
+def pgflush(request: HttpRequest) -> JsonResponse:
+    """Make every pooled connection of this worker publish its PostgreSQL statistics now.
+
+    Answers this worker's pid, the statements that took (the benchmark subtracts them) and the
+    requests gunicorn handed to this worker so far, by path.
+    """
+    from bench.gunicorn_hooks import REQUESTS
+
+    pool = getattr(connection, "pool", None)
+    ran = 0
+    if pool is not None:
+        if pool.closed:
+            # Open it now, before any measurement: connections opened later would run their
+            # start-up transactions inside a measured window.
+            pool.open(wait=True, timeout=30)
+        held = []
+        try:
+            size = int(pool.get_stats().get("pool_size", 0))
+            for _ in range(size):
+                held.append(pool.getconn(timeout=2))
+            for conn in held:
+                conn.execute(FLUSH_SQL)
+                if not conn.autocommit:
+                    conn.commit()
+                ran += 1
+        finally:
+            for conn in held:
+                pool.putconn(conn)
+    return JsonResponse({"pid": os.getpid(), "statements": ran, "requests": REQUESTS})
+
+
+def warm(request: HttpRequest) -> JsonResponse:
+    """Replay ``GET /api/me`` in-process for every token of the mode (``BENCH_TOKENS_FILE``).
+
+    Fills this worker's caches (the in-process one too) through the mode's own request path,
+    before the load phases; the benchmark calls it on every worker.
+    """
+    from django.test import Client
+
+    path = os.environ.get("BENCH_TOKENS_FILE", "")
+    tokens = [line for line in Path(path).read_text(encoding="utf-8").split("\n") if line] if path else []
+    client = Client(HTTP_HOST="127.0.0.1")
+    statuses: dict[int, int] = {}
+    for header in tokens:
+        status = client.get("/api/me", HTTP_AUTHORIZATION=header).status_code
+        statuses[status] = statuses.get(status, 0) + 1
+    return JsonResponse({"pid": os.getpid(), "statuses": statuses})
