@@ -417,7 +417,8 @@ class RedisStore:
         from django_redis import get_redis_connection
 
         self._client = get_redis_connection("default")
-        self.breaker = breaker or CircuitBreaker()
+        cooldown = int(getattr(settings, "CACHE_BREAKER_COOLDOWN_MS", 5000)) / 1000
+        self.breaker = breaker or CircuitBreaker(cooldown=cooldown)
         self._get = self._client.register_script(_GET_LUA)
         self._put = self._client.register_script(_PUT_LUA)
         self._bump = self._client.register_script(_BUMP_LUA)
@@ -429,11 +430,15 @@ class RedisStore:
     def client(self) -> Any:
         return self._client
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], *, past_open_circuit: bool = False) -> Any:
         from redis.exceptions import RedisError
 
-        if not self.breaker.allow():
+        if not self.breaker.allow() and not past_open_circuit:
             raise CacheUnavailable("circuit open")
+        if self.breaker.state != "closed":
+            # A probe: while this process could not reach Redis, other processes may have
+            # lost invalidations too (and may never call again), so it clears as if it had.
+            self._lost_invalidations = True
         try:
             if self._lost_invalidations:
                 # Before anything is read again: an entry that a lost invalidation should
@@ -482,7 +487,10 @@ class RedisStore:
 
     def bump(self, deps: Sequence[str]) -> None:
         try:
-            self._call(lambda: self._bump(keys=[clock_key(), *deps]))
+            # Invalidations are tried even while this process's circuit is open: other
+            # processes may already be reading Redis again, and would serve what this write
+            # should have defeated until this process's next probe.
+            self._call(lambda: self._bump(keys=[clock_key(), *deps]), past_open_circuit=True)
         except CacheUnavailable:
             self._lost_invalidations = True
             raise

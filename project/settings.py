@@ -95,6 +95,8 @@ REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "authctx") or "authctx"
 REDIS_SOCKET_TIMEOUT_MS = env_int("REDIS_SOCKET_TIMEOUT_MS", 250, minimum=10, maximum=10_000)
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1, maximum=10_000)
+# How long the cache circuit stays open before one probe is let through (fault tests shorten it).
+CACHE_BREAKER_COOLDOWN_MS = env_int("CACHE_BREAKER_COOLDOWN_MS", 5000, minimum=100, maximum=600_000)
 if REDIS_URL:
     CACHES = {
         "default": {

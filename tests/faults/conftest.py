@@ -1,0 +1,160 @@
+"""Fixtures of the fault tests: servers of the test's own (web, Redis, broker, Celery) to break and restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cachemgmt import cache
+from tests.conftest import ROOT, RedisServer, WebProcess, free_port, process_env, wait_for_port
+from tests.faults.harness import hardening_report, terminal_summary, warm_up  # noqa: F401 - fixture
+
+# Gunicorn workers of these tests probe a broken cache after this long (the default is 5 s).
+BREAKER_COOLDOWN_MS = 1000
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminal_summary(terminalreporter)
+
+
+@pytest.fixture
+def own_redis(redis_server: RedisServer, settings: Any) -> Iterator[RedisServer]:
+    """This process's cache on a Redis server of the test's own, with the web processes' breaker."""
+    settings.REDIS_URL = redis_server.url
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": redis_server.url,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 0.25,
+                "SOCKET_TIMEOUT": 0.25,
+                "CONNECTION_POOL_KWARGS": {"max_connections": 50, "retry_on_timeout": False},
+            },
+        }
+    }
+    settings.CACHE_BREAKER_COOLDOWN_MS = BREAKER_COOLDOWN_MS
+    cache.reset_store()
+    yield redis_server
+    cache.reset_store()
+
+
+@pytest.fixture
+def spare_redis() -> Iterator[Callable[..., RedisServer]]:
+    """More Redis servers (a broker, ...); ``persistent=True`` keeps data across a stop and start."""
+    servers: list[RedisServer] = []
+
+    def make(*, persistent: bool = False) -> RedisServer:
+        server = PersistentRedis(port=free_port(), workdir=tempfile.mkdtemp(prefix="redis-fault-"))
+        server.persistent = persistent
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+class PersistentRedis(RedisServer):
+    """A Redis server that, when ``persistent``, writes an append-only file and shuts down cleanly."""
+
+    persistent: bool = False
+
+    def start(self) -> None:
+        if not self.persistent:
+            super().start()
+            return
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--dir", self.workdir,
+             "--logfile", os.path.join(self.workdir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, proc=self.proc)
+
+    def shutdown(self) -> None:
+        """A clean stop (SIGTERM): the append-only file holds every write."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def webs(tmp_path: Path) -> Iterator[Callable[..., list[WebProcess]]]:
+    """``webs(n, workers=2, **env)``: n gunicorn processes started together (then waited for)."""
+    started: list[WebProcess] = []
+
+    def start(n: int = 1, *, workers: int = 2, **env_overrides: str) -> list[WebProcess]:
+        batch: list[WebProcess] = []
+        for _ in range(n):
+            port = free_port()
+            log = tmp_path / f"gunicorn-{port}.log"
+            env = process_env(CACHE_BREAKER_COOLDOWN_MS=str(BREAKER_COOLDOWN_MS), **env_overrides)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
+                 "--workers", str(workers), "--timeout", "30", "--graceful-timeout", "2"],
+                cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            web = WebProcess(port=port, proc=proc, log=log, env=env)
+            started.append(web)
+            batch.append(web)
+        for web in batch:
+            try:
+                wait_for_port(web.port, timeout=60, proc=web.proc)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{web.log.read_text()[-3000:]}") from None
+        warm_up([web.port for web in batch], concurrency=2 * workers)
+        return batch
+
+    yield start
+    for web in started:
+        web.stop()
+
+
+@pytest.fixture
+def celery_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``celery_process("worker" | "beat", **env)``: a Celery process of the test's own."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(kind: str, **env: str) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"celery-{kind}-{len(started)}.log"
+        if kind == "worker":
+            name = f"fault-{os.getpid()}-{len(started)}@%h"
+            args = ["worker", "--pool=solo", "--concurrency=1", "--without-mingle", "--without-gossip",
+                    "--without-heartbeat", "--loglevel=INFO", "-n", name]  # fmt: skip
+        else:
+            args = ["beat", "--loglevel=INFO", "-s", str(tmp_path / f"beat-schedule-{len(started)}")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "project", *args],
+            cwd=ROOT,
+            env=process_env(CACHE_BREAKER_COOLDOWN_MS=str(BREAKER_COOLDOWN_MS), LOG_LEVEL="INFO", **env),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        proc.log = log  # type: ignore[attr-defined]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
