@@ -14,6 +14,17 @@ from tests.factories import MembershipFactory, UserFactory
 
 
 @pytest.fixture
+def broker_drained() -> Iterator[None]:
+    """Zone syncs the test queues leave no message behind for another test's worker."""
+    from project.celery import app
+
+    yield
+    if not app.conf.task_always_eager:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+@pytest.fixture
 def staff_user():
     return UserFactory(is_staff=True)
 

@@ -120,13 +120,16 @@ def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_
     assert not app.conf.task_always_eager, "a broker is configured with Redis"
     queue = f"test-request-id-{time.monotonic_ns()}"
     probe_logger = logging.getLogger("tests.probe")
-    # The worker takes over the root logger's handlers: listen on the task's own logger too.
+    # The worker reconfigures the root logger: listen on the task's own logger.
     handler = log_capture.handler()
     probe_logger.addHandler(handler)
     probe_logger.propagate = False
+    probe_logger.setLevel(logging.INFO)
+    seen: list[object] = []
 
     @app.task(name="tests.cachemgmt.log_probe", shared=False)
     def log_probe() -> None:
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
         probe_logger.info("probe ran")
 
     try:
@@ -137,12 +140,14 @@ def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_
             finally:
                 structlog.contextvars.reset_contextvars(**tokens)
             deadline = time.monotonic() + 20
-            while not log_capture.events("probe ran") and time.monotonic() < deadline:
+            while not seen and time.monotonic() < deadline:
                 time.sleep(0.02)
     finally:
         probe_logger.removeHandler(handler)
         probe_logger.propagate = True
+        probe_logger.setLevel(logging.NOTSET)
         app.tasks.pop("tests.cachemgmt.log_probe", None)
 
+    assert seen == ["req-queued-it"]
     (ran,) = log_capture.events("probe ran")
     assert ran["request_id"] == "req-queued-it"

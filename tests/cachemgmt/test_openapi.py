@@ -81,7 +81,7 @@ def test_api_conforms_to_its_schema_for_anonymous_callers():
     fuzz(lambda: {})
 
 
-def test_api_conforms_to_its_schema_for_staff(settings_override_broker):
+def test_api_conforms_to_its_schema_for_staff(broker_drained):
     staff = UserFactory(is_staff=True)
 
     def staff_headers() -> dict[str, str]:
@@ -91,9 +91,3 @@ def test_api_conforms_to_its_schema_for_staff(settings_override_broker):
         return {"Authorization": f"Bearer {token}"}
 
     fuzz(staff_headers)
-
-
-@pytest.fixture
-def settings_override_broker(settings):
-    """Zone syncs requested by generated cases run inline, not through a broker nobody consumes."""
-    settings.CELERY_BROKER_URL = None

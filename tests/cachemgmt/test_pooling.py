@@ -50,4 +50,3 @@ def test_sequential_requests_reuse_pooled_backends(bearer, postgres):
     # Without a pool every request would open (and close) a backend of its own: 8 distinct pids.
     assert len(pids) >= 8
     assert len(set(pids)) <= connection.pool.get_stats()["pool_size"] < 8
-    assert all(pids.count(pid) >= 2 for pid in set(pids))  # each pooled backend served several requests
