@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger("project.errors")
 
 _API_PREFIXES = ("/api/", "/health", "/metrics")
 
@@ -36,3 +42,29 @@ def server_error(request: HttpRequest, **_: Any) -> HttpResponse:
     if _is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return defaults.server_error(request)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: a database that cannot be reached (dropped connection, exhausted
+    pool, failover) is a 503 the client may retry, never a 500."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.warning("database unavailable", extra={"error": type(exc).__name__})
+        _pool_drain_after(exc)
+        return Response({"detail": "Service temporarily unavailable."}, status=503, headers={"Retry-After": "1"})
+    return exception_handler(exc, context)
+
+
+def _pool_drain_after(exc: Exception) -> None:
+    """A dropped connection (server restart, failover, terminated backend) means its idle
+    siblings in the pool are most likely dead too: replace them all now, so this request is
+    the process's only casualty instead of one per pooled connection. An exhausted pool is
+    left alone (draining it would only add reconnections to an overload)."""
+    from psycopg_pool import PoolTimeout
+
+    pool = getattr(connection, "pool", None)
+    if pool is None or isinstance(exc.__cause__, PoolTimeout):
+        return
+    try:
+        pool.drain()
+    except Exception:  # best effort: the pool discards bad connections on return anyway
+        logger.debug("connection pool not drained", exc_info=True)

@@ -113,6 +113,19 @@ def http(
         conn.close()
 
 
+def clean_503(answer: Answer) -> bool:
+    """The contract's answer to a dependency failure: JSON, 503, and when to retry."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return False
+    return (
+        answer.status == 503
+        and body == {"detail": "Service temporarily unavailable."}
+        and answer.headers.get("retry-after", "").isdigit()
+    )
+
+
 def warm_up(ports: list[int], *, concurrency: int = 4, timeout: float = 60.0) -> None:
     """Wait until every worker of these web processes answers (gunicorn listens before its workers are ready)."""
     deadline = time.monotonic() + timeout
@@ -366,6 +379,7 @@ class Tally:
     worst_latency: float = 0.0
     statuses: Counter[int] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
+    unclean: int = 0  # failures other than a JSON 503 with Retry-After
     writes: int = 0
     write_errors: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -381,6 +395,7 @@ class Tally:
                 self.worst_by_phase[phase] = max(self.worst_by_phase.get(phase, 0.0), answer.seconds)
             if answer.status == 0 or answer.status >= 500:
                 self.failed += 1
+                self.unclean += not clean_503(answer)
                 if len(self.samples) < 5:
                     self.samples.append(f"{answer.status} {answer.error or answer.body[:200]!r}")
             if stale:
@@ -393,6 +408,7 @@ class Tally:
             "sent": self.sent,
             "failed": self.failed,
             "stale": self.stale,
+            "unclean_failures": self.unclean,
             "worst_latency_ms": round(self.worst_latency * 1000, 1),
             "worst_ms_by_phase": {k: round(v * 1000, 1) for k, v in self.worst_by_phase.items()},
             "writes": self.writes,
@@ -474,6 +490,11 @@ class Traffic:
             connection.close()
 
     def start(self) -> Traffic:
+        # Every worker has imported and served /api/me once: cold starts are not the fault's.
+        for port in self.ports:
+            for user_id in list(self.state.users)[:8]:
+                http(port, "GET", "/api/me", token=self.state.tokens[user_id], timeout=30)
+        self.tally.started = time.monotonic()
         for thread in self._threads:
             thread.start()
         return self
