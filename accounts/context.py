@@ -28,6 +28,8 @@ class UserContext:
     username: str
     token_version: int
     revoked_jtis: frozenset[str]
+    # The active membership's organization and role, even when the organization is inactive
+    # (then hidden from ``public``): the context depends on them either way.
     organization_id: int | None
     role_id: int | None
     permissions: frozenset[str]
@@ -85,12 +87,18 @@ def build_context(
     revoked_jtis: list[str],
     organization: dict[str, Any] | None,
     role: dict[str, Any] | None,
+    membership_organization_id: int | None,
+    membership_role_id: int | None,
     permissions: list[str],
     zones: list[tuple[str, str]],
     zones_status: str,
     zones_stale_after: float | None,
 ) -> UserContext:
-    """Assemble a context from loaded rows; ``version`` is a digest of everything public."""
+    """Assemble a context from loaded rows; ``version`` is a digest of everything public.
+
+    ``organization`` and ``role`` are None unless the active membership's organization is
+    active; ``membership_*`` name that membership's organization and role regardless.
+    """
     public: dict[str, Any] = {
         "user": user,
         "organization": organization,
@@ -111,8 +119,8 @@ def build_context(
         username=str(user["username"]),
         token_version=token_version,
         revoked_jtis=frozenset(revoked_jtis),
-        organization_id=None if organization is None else int(organization["id"]),
-        role_id=None if role is None or organization is None else int(role["id"]),
+        organization_id=membership_organization_id,
+        role_id=membership_role_id,
         permissions=frozenset(public["permissions"]),
         zones_stale_after=zones_stale_after,
         public=public,

@@ -15,11 +15,14 @@ from django.db.models import Q as _Q
 from django.utils import timezone
 
 from accounts.conf import accounts_settings
-from accounts.context import ZONES_PENDING, ZONES_READY, ZONES_STALE, UserContext, build_context
+from accounts.context import ZONES_PENDING, ZONES_READY, UserContext, build_context
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
 from cachemgmt import cache
 from project import request_context
+from zones.conf import zones_settings
 from zones.models import Zone, ZoneAssignment, ZoneSyncRun
+from zones.selectors import OVERDUE_INTERVALS
+from zones.selectors import snapshot_status as zone_snapshot_status
 
 NAMESPACE = "user_context"
 
@@ -50,12 +53,16 @@ def user_context_get(*, user_id: int) -> UserContext | None:
             return cached
         # The zones snapshot went overdue since these contexts were filled: one O(1) bump
         # makes every one of them refill once with zones_status "stale", and one sync is asked for.
-        _zones_overdue_hook()
+        _zones_sync_hook(reason="overdue", check_snapshot=True)
         cache.deps_bump([cache.dep_zones_key()])
         result = cache.entry_get(NAMESPACE, user_id)
         if isinstance(result, cache.Hit):  # refilled meanwhile by another request
             return None if result.payload == _NONE_PAYLOAD else UserContext.from_payload(result.payload)
     context = user_context_load(user_id=user_id)
+    if context is not None and context.public["zones_status"] == ZONES_PENDING:
+        # No snapshot yet: ask for one sync (deduplicated there). A failed last run is not
+        # asked again here: the task's own retries and the beat schedule handle it.
+        _zones_sync_hook(reason="missing", check_snapshot=False)
     if result.ticket is not None:
         if context is None:
             cache.entry_put(
@@ -90,13 +97,15 @@ def _transaction_has_pending_invalidations() -> bool:
     return any(isinstance(entry[1], PendingInvalidation) for entry in connection.run_on_commit)
 
 
-def _zones_overdue_hook() -> None:
-    """Ask for one zone sync when a context finds the snapshot overdue (zones app decides)."""
-    try:
-        from zones.services import zone_sync_request  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    zone_sync_request(reason="overdue")
+def _zones_sync_hook(*, reason: str, check_snapshot: bool) -> None:
+    """Ask for one zone sync when the snapshot is missing or overdue.
+
+    zones.services deduplicates (one request per interval, none while a sync runs) and
+    never waits for the broker, so this costs a request nothing noticeable.
+    """
+    from zones.services import zone_sync_request
+
+    zone_sync_request(reason=reason, check_snapshot=check_snapshot)
 
 
 # --------------------------------------------------------------------------------------
@@ -112,14 +121,13 @@ def user_context_load(*, user_id: int) -> UserContext | None:
 
 
 def _zones_state(last_ok: datetime | None, last_status: str | None) -> tuple[str, float | None]:
-    from zones.conf import zones_settings
-
-    if last_ok is None:
-        return ZONES_PENDING, None
-    stale_after = last_ok.timestamp() + 1.5 * int(zones_settings.SYNC_INTERVAL)
-    if last_status == ZoneSyncRun.Status.FAILED or time.time() >= stale_after:
-        return ZONES_STALE, None
-    return ZONES_READY, stale_after
+    """zones_status by the zones app's rule, and when a "ready" answer goes overdue."""
+    now = time.time()
+    age = None if last_ok is None else now - last_ok.timestamp()
+    status = zone_snapshot_status(age_seconds=age, last_run_status=last_status)
+    if status != ZONES_READY or last_ok is None:
+        return status, None
+    return status, last_ok.timestamp() + OVERDUE_INTERVALS * int(zones_settings.SYNC_INTERVAL)
 
 
 def _user_public(
@@ -148,12 +156,12 @@ def _postgresql_sql() -> str:
     # Table names come from model metadata; the only value is a bound parameter.
     return f"""
 SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.token_version,
-       p.display_name, o.id, o.slug, o.name, r.id, r.name,
+       p.display_name, m.organization_id, o.is_active, o.slug, o.name, m.role_id, r.name,
        ARRAY(
          SELECT ct.app_label || '.' || ap.codename
          FROM {_table(Permission)} ap JOIN {_table(ContentType)} ct ON ct.id = ap.content_type_id
          WHERE (u.is_superuser AND u.is_active)
-            OR ap.id IN (SELECT rp.permission_id FROM {role_perms} rp WHERE rp.role_id = r.id)
+            OR ap.id IN (SELECT rp.permission_id FROM {role_perms} rp WHERE rp.role_id = m.role_id AND o.is_active)
             OR ap.id IN (SELECT up.permission_id FROM {user_perms} up WHERE up.user_id = u.id)
             OR ap.id IN (SELECT gp.permission_id FROM {group_perms} gp
                          JOIN {user_groups} ug ON ug.group_id = gp.group_id WHERE ug.user_id = u.id)
@@ -161,7 +169,7 @@ SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.tok
        ARRAY(
          SELECT ARRAY[z.code, z.name]
          FROM {_table(ZoneAssignment)} za JOIN {_table(Zone)} z ON z.id = za.zone_id
-         WHERE za.organization_id = o.id ORDER BY z.code
+         WHERE za.organization_id = o.id AND o.is_active ORDER BY z.code
        ),
        ARRAY(SELECT t.jti FROM {_table(RevokedToken)} t WHERE t.user_id = u.id AND t.expires_at > now()),
        (SELECT max(s.finished_at) FROM {_table(ZoneSyncRun)} s WHERE s.status = 'ok'),
@@ -169,10 +177,9 @@ SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.tok
         ORDER BY s.started_at DESC LIMIT 1)
 FROM {_table(User)} u
 LEFT JOIN {_table(Profile)} p ON p.user_id = u.id
-LEFT JOIN ({_table(Membership)} m
-           JOIN {_table(Organization)} o ON o.id = m.organization_id AND o.is_active
-           JOIN {_table(Role)} r ON r.id = m.role_id)
-       ON m.user_id = u.id AND m.is_active
+LEFT JOIN {_table(Membership)} m ON m.user_id = u.id AND m.is_active
+LEFT JOIN {_table(Organization)} o ON o.id = m.organization_id
+LEFT JOIN {_table(Role)} r ON r.id = m.role_id
 WHERE u.id = %s
 """  # noqa: S608
 
@@ -185,27 +192,29 @@ def _load_postgresql(user_id: int) -> UserContext | None:
         return None
     (
         uid, username, email, is_active, is_staff, is_superuser, token_version,
-        display_name, org_id, org_slug, org_name, role_id, role_name,
+        display_name, org_id, org_active, org_slug, org_name, role_id, role_name,
         perms, zones, revoked, last_ok, last_status,
     ) = row  # fmt: skip
     zones_status, stale_after = _zones_state(last_ok, last_status)
-    organization = None if org_id is None else {"id": org_id, "slug": org_slug, "name": org_name}
+    effective = org_id is not None and bool(org_active)
     return build_context(
         user=_user_public(uid, username, email, display_name, is_staff, is_superuser),
         is_active=is_active,
         token_version=token_version,
         revoked_jtis=list(revoked),
-        organization=organization,
-        role=None if role_id is None else {"id": role_id, "name": role_name},
+        organization={"id": org_id, "slug": org_slug, "name": org_name} if effective else None,
+        role={"id": role_id, "name": role_name} if effective else None,
+        membership_organization_id=org_id,
+        membership_role_id=role_id,
         permissions=list(perms),
-        zones=[(code, name) for code, name in zones] if organization is not None else [],
+        zones=[(code, name) for code, name in zones],
         zones_status=zones_status,
         zones_stale_after=stale_after,
     )
 
 
 def _load_portable(user_id: int) -> UserContext | None:
-    active = Membership.objects.filter(user=OuterRef("pk"), is_active=True, organization__is_active=True)
+    active = Membership.objects.filter(user=OuterRef("pk"), is_active=True)
 
     def membership(field: str) -> Subquery:
         return Subquery(active.values(field)[:1])
@@ -215,6 +224,7 @@ def _load_portable(user_id: int) -> UserContext | None:
         .annotate(
             display_name=F("profile__display_name"),
             org_id=membership("organization_id"),
+            org_active=membership("organization__is_active"),
             org_slug=membership("organization__slug"),
             org_name=membership("organization__name"),
             role_id=membership("role_id"),
@@ -240,6 +250,7 @@ def _load_portable(user_id: int) -> UserContext | None:
             "token_version",
             "display_name",
             "org_id",
+            "org_active",
             "org_slug",
             "org_name",
             "role_id",
@@ -255,12 +266,13 @@ def _load_portable(user_id: int) -> UserContext | None:
     def tagged(queryset: Any, kind: str, a: Any, b: Any) -> Any:
         return queryset.order_by().annotate(kind=Value(kind), a=a, b=b).values_list("kind", "a", "b")
 
+    effective = row["org_id"] is not None and bool(row["org_active"])
     superuser = row["is_superuser"] and row["is_active"]
     perm_filter = _Q() if superuser else (_Q(user=user_id) | _Q(group__user=user_id))
-    if not superuser and row["role_id"] is not None:
+    if not superuser and effective:
         perm_filter |= _Q(roles=row["role_id"])
     parts = [tagged(Permission.objects.filter(perm_filter), "p", F("content_type__app_label"), F("codename"))]
-    if row["org_id"] is not None:
+    if effective:
         parts.append(tagged(Zone.objects.filter(assignments__organization_id=row["org_id"]), "z", F("code"), F("name")))
     now = timezone.now()
     parts.append(tagged(RevokedToken.objects.filter(user_id=user_id, expires_at__gt=now), "r", F("jti"), Value("")))
@@ -275,9 +287,6 @@ def _load_portable(user_id: int) -> UserContext | None:
         else:
             revoked.append(a)
     zones_status, stale_after = _zones_state(row["last_ok"], row["last_status"])
-    organization = (
-        None if row["org_id"] is None else {"id": row["org_id"], "slug": row["org_slug"], "name": row["org_name"]}
-    )
     return build_context(
         user=_user_public(
             row["id"], row["username"], row["email"], row["display_name"], row["is_staff"], row["is_superuser"]
@@ -285,8 +294,10 @@ def _load_portable(user_id: int) -> UserContext | None:
         is_active=row["is_active"],
         token_version=row["token_version"],
         revoked_jtis=revoked,
-        organization=organization,
-        role=None if row["role_id"] is None else {"id": row["role_id"], "name": row["role_name"]},
+        organization={"id": row["org_id"], "slug": row["org_slug"], "name": row["org_name"]} if effective else None,
+        role={"id": row["role_id"], "name": row["role_name"]} if effective else None,
+        membership_organization_id=row["org_id"],
+        membership_role_id=row["role_id"],
         permissions=list(perms),
         zones=list(zones),
         zones_status=zones_status,

@@ -495,13 +495,16 @@ def zone_sync_enqueue(*, source: str | None = None) -> dict[str, Any]:
     return {"status": "queued"}
 
 
-def zone_sync_request(*, reason: str) -> bool:
-    """A reader found the snapshot overdue: enqueue one sync, not one per request.
+def zone_sync_request(*, reason: str, check_snapshot: bool = True) -> bool:
+    """A reader found the snapshot missing or overdue: enqueue one sync, not one per request.
 
     The first caller in a ``SYNC_INTERVAL`` window takes a marker in the shared cache and,
     when the snapshot really is not ready and no sync is running, sends the task from a
     background thread after commit, so the request never waits for the broker or the sync.
     Without a broker nothing is sent: requests never sync inline. Returns True when sent.
+    A caller that has just read the snapshot's state (a context fill) passes
+    ``check_snapshot=False`` to keep its one-statement budget; the task's own lock still
+    keeps a second sync from running.
     """
     if _tasks_run_inline():
         return False
@@ -511,8 +514,8 @@ def zone_sync_request(*, reason: str) -> bool:
         return False
     if token is None:
         return False
-    state = zone_snapshot_state()
-    if state.status == READY or state.running:
+    state = zone_snapshot_state() if check_snapshot else None
+    if state is not None and (state.status == READY or state.running):
         # Nothing to ask for (a newer sync already landed, or one is under way).
         cache.lock_release(REQUEST_MARKER, token)
         return False

@@ -284,3 +284,19 @@ def test_password_change_bumps_token_version(member):
     after = user_context_get(user_id=member.user_id)
     assert after is not None and after.token_version == version + 1
     assert after.public == before
+
+
+def test_reactivating_an_inactive_organization_reaches_its_members(django_assert_num_queries):
+    """Found by the property test: a member of an inactive organization still depends on it."""
+    org = OrganizationFactory(is_active=False)
+    member = MembershipFactory(organization=org, role=RoleFactory(perms=["zones.view_zone"]))
+    assert warm(member.user_id)["organization"] is None
+    services.organization_set_active(organization_id=org.pk, is_active=True)
+    public = fresh(member.user_id, django_assert_num_queries)
+    assert public["organization"]["id"] == org.pk and public["permissions"] == ["zones.view_zone"]
+    role = member.role
+    services.organization_set_active(organization_id=org.pk, is_active=False)
+    assert fresh(member.user_id, django_assert_num_queries)["permissions"] == []
+    role.permissions.add(permission("accounts.view_role"))  # while the organization is inactive
+    services.organization_set_active(organization_id=org.pk, is_active=True)
+    assert fresh(member.user_id, django_assert_num_queries)["permissions"] == ["accounts.view_role", "zones.view_zone"]

@@ -41,7 +41,7 @@ def test_snapshot_going_overdue_refills_once_and_asks_for_one_sync(monkeypatch, 
     ZoneAssignmentFactory(organization=member.organization)
     record_run("ok")
     requests: list[str] = []
-    monkeypatch.setattr(selectors, "_zones_overdue_hook", lambda: requests.append("sync"))
+    monkeypatch.setattr(selectors, "_zones_sync_hook", lambda **kw: requests.append(kw["reason"]))
     assert selectors.user_context_get(user_id=member.user_id).public["zones_status"] == "ready"  # type: ignore[union-attr]
 
     later = time.time() + 2 * int(zones_settings.SYNC_INTERVAL)
@@ -50,8 +50,8 @@ def test_snapshot_going_overdue_refills_once_and_asks_for_one_sync(monkeypatch, 
     with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
         context = selectors.user_context_get(user_id=member.user_id)
     assert context is not None and context.public["zones_status"] == "stale"
-    assert requests == ["sync"]
+    assert requests == ["overdue"]
     with django_assert_num_queries(0):
         again = selectors.user_context_get(user_id=member.user_id)
     assert again is not None and again.public["zones_status"] == "stale"
-    assert requests == ["sync"]
+    assert requests == ["overdue"]  # a cached stale context asks for nothing

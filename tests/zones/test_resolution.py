@@ -162,3 +162,16 @@ def test_a_sync_is_seen_by_the_next_request_on_another_process(
         assert body["zones_status"] == "stale"
         assert get_me(web.url, bob_headers)["zones"] == [{"code": "US", "name": "America"}]
     assert bigquery.calls == []
+
+
+def test_a_missing_snapshot_asks_for_one_sync_from_fills_only(
+    bigquery, organizations, api_client, bearer, with_broker, requested
+):
+    (a,) = organizations("a")
+    users = [MembershipFactory(organization=a).user for _ in range(3)]
+    for user in users:
+        for _ in range(3):
+            assert me(api_client, bearer(user))["zones_status"] == "pending"
+    time.sleep(0.1)  # the send runs on a background thread
+    assert requested == ["missing"]
+    assert bigquery.calls == []

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.demo import demo_seed
+from zones.services import zone_sync_inline
 
 DEFAULT_PASSWORD = "demo-pass-2026"  # noqa: S105 - printed demo credentials, by design
 
@@ -25,13 +26,7 @@ class Command(BaseCommand):
         if len(password) < 8:
             raise CommandError("--password must be at least 8 characters")
         credentials = demo_seed(users=users, password=password)
-        try:
-            from zones.services import zone_sync_inline  # type: ignore[attr-defined]
-        except ImportError:
-            pass
-        else:
-            outcome = zone_sync_inline()
-            self.stdout.write(f"zones: {outcome}")
+        self.stdout.write(f"zones: {zone_sync_inline()}")
         self.stdout.write("Demo credentials (POST /api/auth/login):")
         for cred in credentials:
             self.stdout.write(f"  {cred.username:<12} {cred.password}   org={cred.organization} role={cred.role}")
