@@ -491,8 +491,34 @@ def zone_sync_enqueue(*, source: str | None = None) -> dict[str, Any]:
     """
     if _tasks_run_inline():
         return zone_sync_exclusive(source=source).as_dict()
-    transaction.on_commit(lambda: _send(source=source, reason="requested"), robust=True)
+    transaction.on_commit(lambda: _send_or_retry_later(source=source, reason="requested"), robust=True)
     return {"status": "queued"}
+
+
+# A sync the broker could not take is sent again every few seconds from a background thread,
+# until the next scheduled one would supersede it.
+RESEND_SECONDS = 2.0
+
+
+def _send_or_retry_later(*, source: str | None, reason: str) -> None:
+    try:
+        _send(source=source, reason=reason)
+    except Exception:  # noqa: BLE001 - the broker is unreachable: the request must not wait for it
+        logger.warning("zone sync not queued yet: broker unreachable, retrying in the background")
+        deadline = time.monotonic() + int(zones_settings.SYNC_INTERVAL)
+        kwargs = {"source": source, "reason": reason, "deadline": deadline}
+        threading.Thread(target=_resend_until, kwargs=kwargs, name="zone-sync-resend", daemon=True).start()
+
+
+def _resend_until(*, source: str | None, reason: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        time.sleep(RESEND_SECONDS)
+        try:
+            _send(source=source, reason=reason)
+            return
+        except Exception:  # still unreachable: try again
+            logger.debug("zone sync still not queued", exc_info=True)
+    logger.error("zone sync request dropped: broker unreachable; the next scheduled sync replaces it")
 
 
 def zone_sync_request(*, reason: str, check_snapshot: bool = True) -> bool:
