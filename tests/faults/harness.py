@@ -433,6 +433,7 @@ class Traffic:
         max_requests: int = 50_000,
         max_seconds: float = 120.0,
         seed: int = 0,
+        check: Callable[[int, dict[str, Any]], bool] | None = None,
     ) -> None:
         self.state = state
         self.ports = ports
@@ -443,6 +444,7 @@ class Traffic:
         self._write_kinds = write_kinds
         self._write_pause = write_pause
         self._seed = seed
+        self._check = check  # an extra test of each 200 answer: True when the answer is wrong
         self._threads = [
             threading.Thread(target=self._read, args=(i,), name=f"reader-{i}", daemon=True) for i in range(readers)
         ] + [threading.Thread(target=self._write, args=(i,), name=f"writer-{i}", daemon=True) for i in range(writers)]
@@ -464,7 +466,10 @@ class Traffic:
             since = self.state.version()
             phase = self.phase
             answer = http(port, "GET", "/api/me", token=self.state.tokens[user_id])
-            stale = answer.status == 200 and self.state.is_stale(user_id, since, answer.json())
+            stale = answer.status == 200 and (
+                self.state.is_stale(user_id, since, answer.json())
+                or (self._check is not None and self._check(user_id, answer.json()))
+            )
             self.tally.add(answer, stale=stale, phase=phase)
 
     def _write(self, index: int) -> None:
