@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -42,7 +43,7 @@ def main() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     call_command("migrate", verbosity=0)
-    demo_seed(users=10, password="measure-pass-1")
+    demo_seed(users=10, password="measure-pass-1")  # noqa: S106 - throwaway measurement data
     user = User.objects.get(username="user2")
     token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
     app = get_wsgi_application()
@@ -61,7 +62,12 @@ def main() -> None:
             "wsgi.errors": sys.stderr,
         }
         status: list[str] = []
-        body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+
+        def start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+            return lambda data: None
+
+        body = b"".join(app(environ, start_response))
         assert status[0].startswith("200"), (status, body[:200])
         return len(body)
 

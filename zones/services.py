@@ -8,6 +8,7 @@ only ask for one (``zone_sync_request``), and at most one such ask per interval 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -547,7 +548,11 @@ def zone_sync_request(*, reason: str, check_snapshot: bool = True) -> bool:
         return False
 
     def send() -> None:
-        thread = threading.Thread(target=_send_logged, kwargs={"reason": reason}, name="zone-sync-request", daemon=True)
+        # The thread runs in a copy of this context so the task carries the request's id.
+        run = contextvars.copy_context().run
+        thread = threading.Thread(
+            target=run, args=(_send_logged,), kwargs={"reason": reason}, name="zone-sync-request", daemon=True
+        )
         thread.start()
 
     transaction.on_commit(send, robust=True)
