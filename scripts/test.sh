@@ -26,6 +26,20 @@ fi
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authctx}
 REDIS_TEST_URL=${TEST_REDIS_URL:-redis://127.0.0.1:6379/9}
 
+# The checks below connect to the project database itself (pytest creates test_<name>).
+python - "$PG_URL" <<'PY'
+import sys
+from urllib.parse import urlparse
+
+import psycopg
+
+url = urlparse(sys.argv[1])
+with psycopg.connect(host=url.hostname, port=url.port or 5432, user=url.username or "postgres",
+                     password=url.password, dbname="postgres", autocommit=True) as conn:
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [url.path.lstrip("/")]).fetchone():
+        conn.execute(f'CREATE DATABASE "{url.path.lstrip("/")}"')
+PY
+
 echo "== django checks"
 DATABASE_URL=$PG_URL python manage.py check --fail-level WARNING
 DATABASE_URL=$PG_URL python manage.py makemigrations --check --dry-run
