@@ -71,7 +71,8 @@ def token_decode(token: str, *, now: float | None = None) -> TokenClaims:
     except jwt.PyJWTError:
         raise TokenError("Invalid token.") from None
     sub, tv, jti, iat, exp = claims["sub"], claims["tv"], claims["jti"], claims["iat"], claims["exp"]
-    if not (isinstance(sub, str) and sub.isdigit() and len(sub) <= 18):
+    # isdigit() alone admits "²" (int() refuses it) and "١٢" (another spelling of 12).
+    if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 18):
         raise TokenError("Invalid token.")
     if not (isinstance(tv, int) and not isinstance(tv, bool) and tv >= 0):
         raise TokenError("Invalid token.")
