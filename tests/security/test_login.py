@@ -1,0 +1,118 @@
+"""Login: throttling that spelling cannot dodge, no user enumeration, throttle keys never built from raw input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
+from rest_framework.test import APIClient
+
+from accounts import services
+from cachemgmt import cache
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/api/auth/login"
+THROTTLE_KEY = re.compile(r"throttle:login-(user|addr):[0-9a-f]{32}")
+
+
+class CountingHasher(MD5PasswordHasher):
+    """The test hasher, counting every hash it computes (verify() computes one too)."""
+
+    computed = 0
+
+    def encode(self, password, salt):
+        type(self).computed += 1
+        return super().encode(password, salt)
+
+
+@pytest.fixture
+def counting_hasher(settings):
+    settings.PASSWORD_HASHERS = ["tests.security.test_login.CountingHasher"]
+    CountingHasher.computed = 0
+    return CountingHasher
+
+
+def login(username: str, password: str, *, address: str = "10.0.0.1"):
+    return APIClient().post(LOGIN, {"username": username, "password": password}, format="json", REMOTE_ADDR=address)
+
+
+def test_throttling_counts_every_spelling_of_a_username_as_one(settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "LOGIN_FAILURES_PER_USERNAME": 5, "LOGIN_FAILURES_PER_ADDRESS": 1000}
+    user = UserFactory(username="alice")
+    MembershipFactory(user=user)
+    # Case, surrounding (Unicode) spaces, full width letters (NFKC folds them).
+    variants = ["ALICE", " alice ", "\uff41\uff4c\uff49\uff43\uff45", "\uff21lice\u3000", "\talIce\n"]
+    for i, variant in enumerate(variants):  # each from another address: only the username counter can add up
+        assert login(variant, "wrong", address=f"10.1.0.{i}").status_code == 401
+    throttled = login("alice", PASSWORD, address="10.2.0.1")
+    assert throttled.status_code == 429
+    assert int(throttled["Retry-After"]) > 0
+    assert login("bob", "wrong", address="10.2.0.2").status_code == 401  # another username is not affected
+
+
+def test_throttling_per_address_whatever_the_usernames(settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "LOGIN_FAILURES_PER_USERNAME": 1000, "LOGIN_FAILURES_PER_ADDRESS": 3}
+    for i in range(3):
+        assert login(f"nobody-{i}", "wrong", address="10.3.0.1").status_code == 401
+    assert login("nobody-x", "wrong", address="10.3.0.1").status_code == 429
+    assert login("nobody-x", "wrong", address="10.3.0.2").status_code == 401
+
+
+def test_login_errors_do_not_tell_which_usernames_exist(counting_hasher):
+    member = MembershipFactory()
+    inactive = MembershipFactory().user
+    services.user_set_active(user_id=inactive.pk, is_active=False)
+    cases = {
+        "unknown user": ("no-such-user-anywhere", PASSWORD),
+        "wrong password": (member.user.username, "not the password"),
+        "inactive user, right password": (inactive.username, PASSWORD),
+    }
+    answers = {}
+    for name, (username, password) in cases.items():
+        counting_hasher.computed = 0
+        response = login(username, password, address=f"10.4.0.{len(answers)}")
+        answers[name] = (response.status_code, response.content, response["WWW-Authenticate"], counting_hasher.computed)
+    assert len({answer[:3] for answer in answers.values()}) == 1, answers  # same status, body and header
+    assert answers["unknown user"][0] == 401
+    # Timing: each path computes exactly one password hash (the unknown user's is a dummy one).
+    assert {answer[3] for answer in answers.values()} == {1}, answers
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["a:b:c", "*", "user name with spaces", "x" * 10_000, "throttle:login-user:*", "\u202eevil", ""],
+)
+def test_throttle_keys_are_fixed_length_digests_of_any_input(username, monkeypatch):
+    keys: list[str] = []
+    real_get, real_incr = cache.window_get, cache.window_incr
+    monkeypatch.setattr(cache, "window_get", lambda key: (keys.append(key), real_get(key))[1])
+    monkeypatch.setattr(
+        cache, "window_incr", lambda key, *, window: (keys.append(key), real_incr(key, window=window))[1]
+    )
+    with pytest.raises(services.LoginFailed):
+        services.auth_login(username=username, password="wrong", client_address=f"{username}:* 10.0.0.1")
+    assert len(keys) == 4 and all(THROTTLE_KEY.fullmatch(key) for key in keys), keys
+
+
+def test_throttle_keys_in_redis_hold_no_client_input(redis_cache, settings):
+    from django_redis import get_redis_connection
+
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "TRUSTED_PROXY_COUNT": 1}
+    username = "evil:*:" + "y" * 140
+    client = APIClient()
+    client.post(LOGIN, {"username": username, "password": "p"}, format="json", HTTP_X_FORWARDED_FOR="1.2.3.4:*, ::1")
+    redis = get_redis_connection("default")
+    found = [key.decode() for key in redis.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}*throttle*")]
+    assert len(found) == 2, found
+    for key in found:
+        assert THROTTLE_KEY.search(key) and "evil" not in key and "1.2.3.4" not in key and len(key) < 100
+
+
+def test_lone_surrogates_are_a_client_error():
+    """JSON may carry them (json.loads accepts "\\ud800"); the database could not store them."""
+    body = b'{"username": "\\ud800", "password": "x"}'
+    response = APIClient().post(LOGIN, body, content_type="application/json")
+    assert response.status_code == 400
