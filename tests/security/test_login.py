@@ -97,6 +97,7 @@ def test_throttle_keys_are_fixed_length_digests_of_any_input(username, monkeypat
     assert len(keys) == 4 and all(THROTTLE_KEY.fullmatch(key) for key in keys), keys
 
 
+@pytest.mark.services
 def test_throttle_keys_in_redis_hold_no_client_input(redis_cache, settings):
     from django_redis import get_redis_connection
 
