@@ -53,7 +53,8 @@ def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(
     # The broker is the test's own: syncs that readers may ask for land nowhere shared.
     (web,) = webs(1, workers=2, CELERY_BROKER_URL=spare_redis().url)
     outcomes = {}
-    with Traffic(state, [web.port], readers=4, writers=1, check=wrong_zones) as traffic:
+    traffic = Traffic(state, [web.port], readers=4, writers=1, check=wrong_zones)
+    with traffic:
         traffic.run_for(0.5)
         bigquery.rows = [(slugs[0], "NEW", "Never seen")]  # what a working source would now return
         for mode in ("error500", "slow", "garbage", "malformed", "job_error"):
