@@ -128,6 +128,9 @@ else:
 ACCOUNTS = {
     "USER_CONTEXT_TTL": env_int("USER_CONTEXT_TTL", 900, minimum=1),
     "ACCESS_TOKEN_TTL": env_int("ACCESS_TOKEN_TTL", 3600, minimum=60),
+    # Behind a load balancer every REMOTE_ADDR is the balancer's: without this, one address
+    # counter (20 failures) would throttle every client's logins at once.
+    "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10),
 }
 ZONE_SYNC_INTERVAL = env_int("ZONE_SYNC_INTERVAL", 21600, minimum=1)  # seconds; tests run beat every few
 ZONES = {

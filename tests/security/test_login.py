@@ -117,3 +117,37 @@ def test_lone_surrogates_are_a_client_error():
     body = b'{"username": "\\ud800", "password": "x"}'
     response = APIClient().post(LOGIN, body, content_type="application/json")
     assert response.status_code == 400
+
+
+def test_behind_a_proxy_each_client_has_its_own_address_counter(settings):
+    """With TRUSTED_PROXY_COUNT=1 the address is the one the proxy saw; a spoofed left part is ignored."""
+    settings.ACCOUNTS = {
+        **settings.ACCOUNTS,
+        "TRUSTED_PROXY_COUNT": 1,
+        "LOGIN_FAILURES_PER_USERNAME": 1000,
+        "LOGIN_FAILURES_PER_ADDRESS": 2,
+    }
+
+    def attempt(forwarded: str):
+        body = {"username": "nobody", "password": "wrong"}
+        return APIClient().post(LOGIN, body, format="json", REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert [attempt("203.0.113.7").status_code for _ in range(3)] == [401, 401, 429]
+    assert attempt("198.51.100.1").status_code == 401  # another client behind the same proxy
+    assert attempt("198.51.100.99, 203.0.113.7").status_code == 429  # a forged first hop changes nothing
+
+
+def test_trusted_proxy_count_is_read_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "TRUSTED_PROXY_COUNT": "2"}
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.ACCOUNTS['TRUSTED_PROXY_COUNT'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "2", result.stderr
