@@ -13,6 +13,7 @@ from tests.faults.harness import CommittedState, Traffic, soak_seconds
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 
+@pytest.mark.timeout(int(soak_seconds(8.0)) + 180)  # a long soak is not cut by the suite's 300 s per test
 def test_readers_never_see_a_context_older_than_the_last_commit(postgres, webs, hardening_report):
     seconds = soak_seconds(8.0)
     state = CommittedState(users=16, organizations=3, roles=4, prefix="soak")
