@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint and types, then pytest against the real PostgreSQL and Redis,
 # then the database-independent tests again on the embedded defaults (SQLite, in-process cache).
+# SOAK_SECONDS=120 ./scripts/test.sh makes the concurrency soak in tests/faults run 120 s (default 8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh requirements-dev.txt

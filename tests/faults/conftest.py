@@ -94,11 +94,17 @@ class PersistentRedis(RedisServer):
 
 
 @pytest.fixture
-def webs(tmp_path: Path) -> Iterator[Callable[..., list[WebProcess]]]:
-    """``webs(n, workers=2, **env)``: n gunicorn processes started together (then waited for)."""
+def webs(tmp_path: Path, spare_redis: Callable[..., RedisServer]) -> Iterator[Callable[..., list[WebProcess]]]:
+    """``webs(n, workers=2, **env)``: n gunicorn processes started together (then waited for).
+
+    Unless the test names one, they get a broker of their own: syncs their requests ask for
+    (a missing or overdue zones snapshot) must not wait in a queue other tests' workers read.
+    """
     started: list[WebProcess] = []
 
     def start(n: int = 1, *, workers: int = 2, **env_overrides: str) -> list[WebProcess]:
+        if "CELERY_BROKER_URL" not in env_overrides:
+            env_overrides["CELERY_BROKER_URL"] = spare_redis().url
         batch: list[WebProcess] = []
         for _ in range(n):
             port = free_port()

