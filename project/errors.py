@@ -57,12 +57,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 def _pool_drain_after(exc: Exception) -> None:
     """A dropped connection (server restart, failover, terminated backend) means its idle
     siblings in the pool are most likely dead too: replace them all now, so this request is
-    the process's only casualty instead of one per pooled connection. An exhausted pool is
-    left alone (draining it would only add reconnections to an overload)."""
-    from psycopg_pool import PoolTimeout
-
+    the process's only casualty instead of one per pooled connection. Other errors (an
+    exhausted pool, a deadlock, no server at all) leave the pool alone."""
+    held = connection.connection
+    if not (getattr(held, "broken", False) or getattr(held, "closed", False)):
+        return
     pool = getattr(connection, "pool", None)
-    if pool is None or isinstance(exc.__cause__, PoolTimeout):
+    if pool is None:
         return
     try:
         pool.drain()
