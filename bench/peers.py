@@ -6,6 +6,7 @@ returns byte-identical bodies (the run checks it); only the way the rows are fet
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
@@ -55,6 +56,8 @@ class FloorApi(APIView):
         return Response(FLOOR_PAYLOAD)
 
 
+_BUILD_CONTEXT_PARAMS = frozenset(inspect.signature(build_context).parameters)
+
 # --------------------------------------------------------------------------------------
 # Shared: the zones status rule of the contract (ready / stale / pending)
 # --------------------------------------------------------------------------------------
@@ -80,7 +83,12 @@ def _public(
     zones: list[tuple[str, str]],
     zones_status: str,
 ) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if "membership_organization_id" in _BUILD_CONTEXT_PARAMS:  # the project's newer signature
+        extra["membership_organization_id"] = None if organization is None else organization["id"]
+        extra["membership_role_id"] = None if role is None else role["id"]
     context = build_context(
+        **extra,
         user={
             "id": user.pk,
             "username": user.username,

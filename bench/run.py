@@ -98,6 +98,7 @@ class Config:
     wrk_threads: int
     keep_logs: bool
     rounds: int
+    gunicorn_args: list[str]
     log_statements: bool
     db_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--key-prefix", default="authctx_bench")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", "18765")))
     parser.add_argument("--keep-logs", action="store_true", help="keep the run directory (server logs, tokens)")
+    parser.add_argument(
+        "--gunicorn-arg",
+        action="append",
+        default=[],
+        help="extra gunicorn argument, repeatable (e.g. --gunicorn-arg=--worker-class=gthread); default: none",
+    )
     parser.add_argument("--log-statements", action="store_true", help="log every SQL statement of the bench database")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -153,6 +160,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         wrk_threads=2,
         keep_logs=args.keep_logs,
         rounds=args.rounds or (1 if quick else 3),
+        gunicorn_args=list(args.gunicorn_arg),
         log_statements=args.log_statements,
     )
 
@@ -423,10 +431,13 @@ class Monitor:
 
 
 class Server:
-    def __init__(self, cfg: Config, mode: str, env: dict[str, str], run_dir: Path, port: int) -> None:
+    def __init__(
+        self, cfg: Config, mode: str, env: dict[str, str], run_dir: Path, port: int, extra_args: list[str] | None = None
+    ) -> None:
         self.cfg = cfg
         self.mode = mode
         self.port = port
+        self.extra_args = extra_args if extra_args is not None else cfg.gunicorn_args
         self.env = env
         self.log_path = run_dir / f"gunicorn-{mode}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -456,6 +467,7 @@ class Server:
                 "60",
                 "--log-level",
                 "warning",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=self.env,
@@ -818,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "workers": cfg.workers,
             "worker_class": "sync",
+            "gunicorn_args": cfg.gunicorn_args,
             "wrk_threads": cfg.wrk_threads,
             "duration_s": cfg.duration,
             "rounds": cfg.rounds,
@@ -837,17 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         "modes": {},
     }
 
-    log(f"database {cfg.db_name}: recreate, migrate, seed {cfg.users} users ({cfg.token_users} with tokens)")
-    pg.recreate(log_statements=cfg.log_statements)
-    setup_env = dict(env, BENCH_ALL_APPS="1", BENCH_MODE="ours-local")
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=setup_env, check=True)
-    seed_cmd = [sys.executable, "-m", "bench.seed", str(run_dir), "--users", str(cfg.users)]
-    seed_cmd += ["--token-users", str(cfg.token_users), "--cold-samples", str(cfg.cold_samples), "--cold-levels"]
-    seed_cmd += [str(level) for level in cfg.cold_levels]
-    subprocess.run(seed_cmd, cwd=ROOT, env=setup_env, check=True, stdout=subprocess.DEVNULL)
-    meta = json.loads((run_dir / "meta.json").read_text())
-    pg.run_in_db([sql.SQL("VACUUM ANALYZE")])
-    probe.flush_own_db()
+    meta = setup_database(cfg, pg, probe, env, run_dir)
     results["context_bytes"] = meta["context_bytes"]
     results["setup_s"] = round(time.perf_counter() - started, 1)
 
@@ -886,6 +889,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def setup_database(cfg: Config, pg: Postgres, probe: RedisProbe, env: dict[str, str], run_dir: Path) -> dict[str, Any]:
+    """Recreate the bench database, migrate, seed; empty the bench Redis database. Returns the seed's meta."""
+    log(f"database {cfg.db_name}: recreate, migrate, seed {cfg.users} users ({cfg.token_users} with tokens)")
+    pg.recreate(log_statements=cfg.log_statements)
+    setup_env = dict(env, BENCH_ALL_APPS="1", BENCH_MODE="ours-local")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=setup_env, check=True)
+    seed_cmd = [sys.executable, "-m", "bench.seed", str(run_dir), "--users", str(cfg.users)]
+    seed_cmd += ["--token-users", str(cfg.token_users), "--cold-samples", str(cfg.cold_samples), "--cold-levels"]
+    seed_cmd += [str(level) for level in cfg.cold_levels]
+    subprocess.run(seed_cmd, cwd=ROOT, env=setup_env, check=True, stdout=subprocess.DEVNULL)
+    pg.run_in_db([sql.SQL("VACUUM ANALYZE")])
+    probe.flush_own_db()
+    return dict(json.loads((run_dir / "meta.json").read_text()))
+
+
 def tokens_of(run_dir: Path, mode: str) -> tuple[Path, list[str]]:
     path = run_dir / f"tokens-{TOKEN_KIND[mode]}.txt"
     return path, [t for t in path.read_text().split("\n") if t]
@@ -909,8 +927,13 @@ def prepare_mode(cfg: Config, server: Server, run_dir: Path) -> dict[str, Any]:
         out["cache_warm_s"] = round(time.perf_counter() - warm_started, 2)
     warm = run_wrk(cfg, server.port, 32, cfg.warmup, tokens_path)
     out["warmup"] = {"seconds": cfg.warmup, "requests": warm["requests"], "non2xx": warm["non2xx"]}
+    if warm["non2xx"]:  # a broken mode would be measured as a fast error page: stop here
+        _, tokens = tokens_of(run_dir, mode)
+        status, body, _ = http_request(server.port, "GET", "/api/me", {"Authorization": tokens[0]})
+        raise RuntimeError(f"{mode} answered {status} during warm-up: {body[:300]!r}; see {server.log_path}")
     out["rounds"] = []
-    Meter.drain(server)  # publish now what the warm-up ran, before another mode's phase reads counters
+    if not server.extra_args:  # (other worker classes do not spread sweeps over every worker)
+        Meter.drain(server)  # publish now what the warm-up ran, before another mode's phase reads counters
     return out
 
 
