@@ -208,7 +208,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "structured": {
-            "()": "structlog.stdlib.ProcessorFormatter",
+            "()": "project.logging.Formatter",
             "processor": "ext://project.logging.renderer",
             "foreign_pre_chain": "ext://project.logging.FOREIGN_PRE_CHAIN",
         }

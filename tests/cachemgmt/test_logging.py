@@ -151,3 +151,31 @@ def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_
     assert seen == ["req-queued-it"]
     (ran,) = log_capture.events("probe ran")
     assert ran["request_id"] == "req-queued-it"
+
+
+def test_access_line_fast_path_matches_the_structlog_chain():
+    """The direct JSON path for the access line renders what the generic chain renders."""
+    import json
+    import logging
+
+    import structlog
+
+    from project.logging import FOREIGN_PRE_CHAIN, Formatter, renderer
+
+    fields = {"method": "GET", "path": "/api/me", "status": 200, "duration_ms": 1.5, "user_id": 7}
+    fields |= {"context_cache": "hit", "view": "me"}
+    record = logging.getLogger("project.request").makeRecord(
+        "project.request", logging.INFO, __file__, 1, "request", (), None, extra=fields
+    )
+    tokens = structlog.contextvars.bind_contextvars(request_id="req-1")
+    try:
+        fast = json.loads(Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record))
+        chain = json.loads(
+            structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record)
+        )
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    fast.pop("timestamp")
+    chain.pop("timestamp")
+    assert fast == chain
+    assert fast["request_id"] == "req-1" and fast["path"] == "/api/me"
