@@ -21,6 +21,7 @@ NOT_SECRETS = {
     "claims.token_version != context.token_version": "a revocation counter, inside a verified token",
     "c.get(key) == token": "the owner's own random lock token, never sent by a client",
     "self._fill_locks.get(lock_key, ('',))[0] == lock_token": "an in-process fill lock token",
+    "key != 'token_version'": "a log field's name, not its value",
 }
 
 
