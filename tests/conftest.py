@@ -210,6 +210,16 @@ def process_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def spawn_gunicorn(port: int, log: Path, env: dict[str, str], workers: int) -> WebProcess:
+    """Start ``gunicorn project.wsgi`` on ``port`` (not waiting for it to listen)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(workers), "--timeout", "30", "--graceful-timeout", "2"],
+        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return WebProcess(port=port, proc=proc, log=log, env=env)
+
+
 @pytest.fixture
 def web_process(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
     started: list[WebProcess] = []
@@ -217,16 +227,10 @@ def web_process(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
     def start(workers: int = 1, **env_overrides: str) -> WebProcess:
         port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
-        env = process_env(**env_overrides)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(workers), "--timeout", "30", "--graceful-timeout", "2"],
-            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        web = WebProcess(port=port, proc=proc, log=log, env=env)
+        web = spawn_gunicorn(port, log, process_env(**env_overrides), workers)
         started.append(web)
         try:
-            wait_for_port(port, proc=proc)
+            wait_for_port(port, proc=web.proc)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}\n{log.read_text()[-3000:]}") from None
         return web

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cachemgmt import cache
-from tests.conftest import ROOT, RedisServer, WebProcess, free_port, process_env, wait_for_port
+from tests.conftest import ROOT, RedisServer, WebProcess, free_port, process_env, spawn_gunicorn, wait_for_port
 from tests.faults.harness import hardening_report, terminal_summary, warm_up  # noqa: F401 - fixture
 
 # Gunicorn workers of these tests probe a broken cache after this long (the default is 5 s).
@@ -110,12 +110,7 @@ def webs(tmp_path: Path, spare_redis: Callable[..., RedisServer]) -> Iterator[Ca
             port = free_port()
             log = tmp_path / f"gunicorn-{port}.log"
             env = process_env(CACHE_BREAKER_COOLDOWN_MS=str(BREAKER_COOLDOWN_MS), **env_overrides)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "project.wsgi", "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(workers), "--timeout", "30", "--graceful-timeout", "2"],
-                cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            web = WebProcess(port=port, proc=proc, log=log, env=env)
+            web = spawn_gunicorn(port, log, env, workers)
             started.append(web)
             batch.append(web)
         for web in batch:
