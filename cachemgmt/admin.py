@@ -28,48 +28,37 @@ def _is_staff(request: HttpRequest) -> bool:
     return bool(user.is_active and user.is_staff)
 
 
+class StaffReadOnlyAdmin(admin.ModelAdmin):
+    """Visible to every staff user, editable by nobody (records and pages, not data)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_staff(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(CacheAuditEntry)
-class CacheAuditEntryAdmin(admin.ModelAdmin):
+class CacheAuditEntryAdmin(StaffReadOnlyAdmin):
     list_display = ("created_at", "actor_label", "source", "action", "target", "result")
     list_filter = ("action", "source")
     search_fields = ("actor_label", "target", "result")
     readonly_fields = ("created_at", "actor", "actor_label", "source", "action", "target", "result")
     date_hierarchy = "created_at"
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(CachePage)
-class CachePageAdmin(admin.ModelAdmin):
+class CachePageAdmin(StaffReadOnlyAdmin):
     """Not a model list: the Cache page and its two confirmed actions, for every staff user."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         # Only these three: the model has no table, so the default change views must not exist.

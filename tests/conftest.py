@@ -22,6 +22,8 @@ from rest_framework.test import APIClient
 
 from accounts.tokens import token_issue
 from cachemgmt import cache
+from tests.bqserver import FakeBigQuery
+from zones import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() == "true"
@@ -238,3 +240,30 @@ def web_process(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
     yield start
     for web in started:
         web.stop()
+
+
+# --------------------------------------------------------------------------------------
+# BigQuery: the real client against a local server speaking its REST API.
+# --------------------------------------------------------------------------------------
+
+TABLE = "fake-project.zones_ds.zone_mappings"
+
+
+@pytest.fixture
+def bigquery(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBigQuery]:
+    """A FakeBigQuery configured as ``ZONE_SOURCE=bigquery``; small pages so every sync pages."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    sources._clear_client_cache()
+    with FakeBigQuery(page_size=50) as fake:
+        settings.ZONES = {
+            **settings.ZONES,
+            "SOURCE": "bigquery",
+            "BIGQUERY_PROJECT": "fake-project",
+            "BIGQUERY_ZONE_TABLE": TABLE,
+            "BIGQUERY_API_ENDPOINT": fake.url,
+            "BIGQUERY_TIMEOUT": 0.5,
+            "BIGQUERY_PAGE_SIZE": 50,
+        }
+        fake.delay = 3.0
+        yield fake
+    sources._clear_client_cache()

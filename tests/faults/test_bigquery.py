@@ -6,31 +6,10 @@ import time
 
 import pytest
 
-from tests.bqserver import FakeBigQuery
 from tests.faults.harness import CommittedState, Traffic
-from zones import services, sources
+from zones import services
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
-
-TABLE = "fake-project.zones_ds.zone_mappings"
-
-
-@pytest.fixture
-def bigquery(settings, monkeypatch):
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    sources._clear_client_cache()
-    with FakeBigQuery(page_size=50) as fake:
-        settings.ZONES = {
-            **settings.ZONES,
-            "SOURCE": "bigquery",
-            "BIGQUERY_PROJECT": "fake-project",
-            "BIGQUERY_ZONE_TABLE": TABLE,
-            "BIGQUERY_API_ENDPOINT": fake.url,
-            "BIGQUERY_TIMEOUT": 0.5,
-            "BIGQUERY_PAGE_SIZE": 50,
-        }
-        yield fake
-    sources._clear_client_cache()
 
 
 def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(postgres, bigquery, webs, hardening_report):

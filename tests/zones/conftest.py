@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from accounts.models import Organization
 from cachemgmt import cache
-from tests.bqserver import FakeBigQuery
+from tests.conftest import TABLE  # noqa: F401 - zones tests import it from here
 from tests.factories import OrganizationFactory
-from zones import sources
-
-TABLE = "fake-project.zones_ds.zone_mappings"
 
 Rows = list[tuple[str, str, str]]
 
@@ -32,26 +29,6 @@ def organizations() -> Callable[..., list[Organization]]:
         return [OrganizationFactory(slug=slug, name=slug.title()) for slug in slugs]
 
     return make
-
-
-@pytest.fixture
-def bigquery(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBigQuery]:
-    """A FakeBigQuery configured as ``ZONE_SOURCE=bigquery``; small pages so every sync pages."""
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    sources._clear_client_cache()
-    with FakeBigQuery(page_size=50) as fake:
-        settings.ZONES = {
-            **settings.ZONES,
-            "SOURCE": "bigquery",
-            "BIGQUERY_PROJECT": "fake-project",
-            "BIGQUERY_ZONE_TABLE": TABLE,
-            "BIGQUERY_API_ENDPOINT": fake.url,
-            "BIGQUERY_TIMEOUT": 0.5,
-            "BIGQUERY_PAGE_SIZE": 50,
-        }
-        fake.delay = 3.0
-        yield fake
-    sources._clear_client_cache()
 
 
 @pytest.fixture
