@@ -242,6 +242,41 @@ def web_process(tmp_path: Path) -> Iterator[Callable[..., WebProcess]]:
         web.stop()
 
 
+@pytest.fixture
+def celery_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """``celery_process("worker" | "beat", **env)``: a Celery process of the test's own."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(kind: str, **env: str) -> subprocess.Popen[bytes]:
+        log = tmp_path / f"celery-{kind}-{len(started)}.log"
+        if kind == "worker":
+            name = f"test-{os.getpid()}-{len(started)}@%h"
+            args = ["worker", "--pool=solo", "--concurrency=1", "--without-mingle", "--without-gossip",
+                    "--without-heartbeat", "--loglevel=INFO", "-n", name]  # fmt: skip
+        else:
+            args = ["beat", "--loglevel=INFO", "-s", str(tmp_path / f"beat-schedule-{len(started)}")]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "project", *args],
+            cwd=ROOT,
+            env=process_env(**env),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        proc.log = log  # type: ignore[attr-defined]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 # --------------------------------------------------------------------------------------
 # BigQuery: the real client against a local server speaking its REST API.
 # --------------------------------------------------------------------------------------

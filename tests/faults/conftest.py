@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from cachemgmt import cache
-from tests.conftest import ROOT, RedisServer, WebProcess, free_port, process_env, spawn_gunicorn, wait_for_port
+from tests.conftest import RedisServer, WebProcess, free_port, process_env, spawn_gunicorn, wait_for_port
 from tests.faults.harness import hardening_report, terminal_summary, warm_up  # noqa: F401 - fixture
 
 # Gunicorn workers of these tests probe a broken cache after this long (the default is 5 s).
@@ -127,35 +126,11 @@ def webs(tmp_path: Path, spare_redis: Callable[..., RedisServer]) -> Iterator[Ca
 
 
 @pytest.fixture
-def celery_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """``celery_process("worker" | "beat", **env)``: a Celery process of the test's own."""
-    started: list[subprocess.Popen[bytes]] = []
+def celery_process(celery_process: Callable[..., subprocess.Popen[bytes]]) -> Callable[..., subprocess.Popen[bytes]]:
+    """The shared launcher, with this suite's short breaker cooldown and INFO logs."""
 
     def start(kind: str, **env: str) -> subprocess.Popen[bytes]:
-        log = tmp_path / f"celery-{kind}-{len(started)}.log"
-        if kind == "worker":
-            name = f"fault-{os.getpid()}-{len(started)}@%h"
-            args = ["worker", "--pool=solo", "--concurrency=1", "--without-mingle", "--without-gossip",
-                    "--without-heartbeat", "--loglevel=INFO", "-n", name]  # fmt: skip
-        else:
-            args = ["beat", "--loglevel=INFO", "-s", str(tmp_path / f"beat-schedule-{len(started)}")]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", *args],
-            cwd=ROOT,
-            env=process_env(CACHE_BREAKER_COOLDOWN_MS=str(BREAKER_COOLDOWN_MS), LOG_LEVEL="INFO", **env),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        proc.log = log  # type: ignore[attr-defined]
-        started.append(proc)
-        return proc
+        defaults = {"CACHE_BREAKER_COOLDOWN_MS": str(BREAKER_COOLDOWN_MS), "LOG_LEVEL": "INFO"}
+        return celery_process(kind, **{**defaults, **env})
 
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    return start

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from celery.beat import Scheduler
@@ -20,7 +16,7 @@ from django.utils import timezone
 
 from cachemgmt import cache
 from project.celery import app
-from tests.conftest import ROOT, process_env, service_missing
+from tests.conftest import service_missing
 from tests.zones.conftest import TABLE, mappings
 from zones import services, tasks
 from zones.models import ZoneAssignment, ZoneSyncRun
@@ -219,40 +215,14 @@ def test_two_concurrent_syncs_on_a_real_worker_one_runs_one_backs_off(
     assert ZoneAssignment.objects.count() == 15
 
 
-@pytest.fixture
-def celery_worker_process(tmp_path: Path) -> Iterator:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(**env: str) -> subprocess.Popen[bytes]:
-        log = tmp_path / "worker.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", "--pool=solo", "--concurrency=1",
-             "--without-mingle", "--without-gossip", "--without-heartbeat", "--loglevel=INFO",
-             "-n", f"zones-test-{os.getpid()}@%h"],
-            cwd=ROOT, env=process_env(**env), stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        proc.log = log  # type: ignore[attr-defined]
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.mark.services
 def test_real_worker_preloads_on_start_then_runs_queued_syncs_end_to_end(
-    broker, bigquery, organizations, celery_worker_process
+    broker, bigquery, organizations, celery_process
 ):
     organizations(*(f"org-{i}" for i in range(4)))
     bigquery.rows = mappings(4, 2)
-    worker = celery_worker_process(
+    worker = celery_process(
+        "worker",
         ZONE_SOURCE="bigquery",
         BIGQUERY_PROJECT="fake-project",
         BIGQUERY_ZONE_TABLE=TABLE,
