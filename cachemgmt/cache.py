@@ -13,16 +13,23 @@ dependency value is at most its ticket, so:
 
 With Redis, a read is a single EVALSHA that checks the entry and its dependencies on the
 server. Without Redis, the same rules run in-process.
+
+With Redis, each process also keeps a *near cache*: copies of entries it has read, served
+without a round trip, kept coherent by Redis itself (client-side caching in broadcast mode:
+Redis pushes the name of every dependency key that changes, is evicted or is flushed). See
+``NearCache`` for the rules that keep it from ever serving what Redis would refuse.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +37,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
+from redis.exceptions import RedisError
 
 logger = logging.getLogger("cachemgmt.cache")
 
@@ -89,6 +97,11 @@ def dep_zones_key() -> str:
     return f"{_prefix()}:dep:zones"
 
 
+def tracked_prefixes() -> tuple[str, str]:
+    """Every key an entry can depend on starts with one of these (the near cache tracks them)."""
+    return (f"{_prefix()}:dep:", f"{_prefix()}:ns:")
+
+
 def stats_key(namespace: str) -> str:
     return f"{_prefix()}:stats:{namespace}"
 
@@ -113,6 +126,7 @@ def task_lock_key(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Hit:
     payload: bytes
+    near: bool = False  # served from this process's near cache, without a round trip
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +219,6 @@ class Store(Protocol):
 
     def bump(self, deps: Sequence[str]) -> None: ...
 
-    def delete(self, key: str) -> None: ...
-
     def count_entries(self, namespace: str) -> int | None: ...
 
     def incr_stats(self, namespace: str, deltas: dict[str, int]) -> None: ...
@@ -291,10 +303,6 @@ class LocalStore:
             for dep in deps:
                 self._deps[dep] = self._clock
 
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
     def count_entries(self, namespace: str) -> int | None:
         marker = f":e:{namespace}:"
         now = time.monotonic()
@@ -354,7 +362,7 @@ if h[1] then
       if (not vals[i]) or tonumber(vals[i]) > t then ok = false break end
     end
   end
-  if ok then return {1, h[3]} end
+  if ok then return {1, h[3], h[2]} end
 end
 local c = clock_now(KEYS[2])
 local got = 0
@@ -408,6 +416,240 @@ return s
 """
 
 
+class NearCache:
+    """Process-local copies of entries read from Redis, invalidated by Redis's own pushes.
+
+    One dedicated RESP3 connection per process runs ``CLIENT TRACKING ON BCAST`` on the
+    dependency-key prefixes: whenever any such key is written (an invalidation's bump),
+    evicted, expired or flushed, Redis pushes its name (or "everything" for a flush). Before
+    every lookup the pending pushes are read without blocking and the copies built from a
+    named key are dropped. Redis queues the push to every tracking connection in the same
+    event-loop pass in which it acknowledges the writer, so a request that starts after a
+    write returned finds the push already in its socket.
+
+    A copy is served only while a *lease* holds: a PING answered by Redis, the lease running
+    from when that PING was *sent*. The lease is half the Redis socket timeout, so a writer
+    whose invalidation could not reach Redis (which takes a full timeout to find out) returns
+    only after every lease granted before Redis stopped answering has run out; from then on
+    readers go to Redis (and to the database while its circuit is open), as without a near
+    cache. An answer that comes back later than a lease drops every copy. A broken
+    connection drops every copy and disables the near cache until it is re-established.
+    Copies are stored only if no push was processed between the read and the store.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefixes: Sequence[str],
+        socket_timeout: float,
+        max_entries: int,
+        ttl: float = 60.0,
+        retry_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._prefixes = tuple(prefixes)
+        self._socket_timeout = socket_timeout
+        self.lease = socket_timeout / 2
+        self._ping_every = self.lease / 4
+        self._max_entries = max_entries
+        self._ttl = ttl
+        self._retry_after = retry_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        self._entries: dict[str, tuple[bytes, tuple[str, ...], float]] = {}
+        self._by_dep: dict[str, set[str]] = {}
+        self._pings: deque[float] = deque()
+        self._valid_until = 0.0
+        self._next_connect = 0.0
+        # Incremented by every processed push; a read's copy is stored only if unchanged.
+        self.seq = 0
+
+    # -- connection --------------------------------------------------------------------
+
+    def _connect(self, now: float) -> None:
+        import redis
+
+        pool = redis.ConnectionPool.from_url(
+            self._url,
+            protocol=3,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=self._socket_timeout,
+            health_check_interval=0,
+        )
+        conn: Any = pool.make_connection()
+        try:
+            conn.connect()
+            conn._parser.set_invalidation_push_handler(self._on_push)
+            args: list[str] = ["CLIENT", "TRACKING", "ON", "BCAST"]
+            for prefix in self._prefixes:
+                args += ["PREFIX", prefix]
+            conn.send_command(*args)
+            if conn.read_response() not in (b"OK", "OK"):
+                raise OSError("CLIENT TRACKING refused")
+        except BaseException:
+            conn.disconnect()
+            self._next_connect = now + self._retry_after
+            raise
+        self._conn = conn
+        self._pings.clear()
+        self._valid_until = 0.0
+        self._drop_all()
+
+    def _broken(self, now: float, exc: BaseException) -> None:
+        conn, self._conn = self._conn, None
+        self._drop_all()
+        self._pings.clear()
+        self._valid_until = 0.0
+        self._next_connect = now + self._retry_after
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect()
+            logger.warning("near cache disconnected: serving from Redis", extra={"error": type(exc).__name__})
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+            self._drop_all()
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.disconnect()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's socket is not ours (never read or shut it down)."""
+        self._lock = threading.Lock()
+        self._conn = None
+        self._drop_all()
+        self._pings.clear()
+        self._valid_until = 0.0
+        self._next_connect = 0.0
+
+    # -- pushes ------------------------------------------------------------------------
+
+    def _on_push(self, message: Any) -> None:
+        # [b"invalidate", [key, ...]] or [b"invalidate", None] after a flush.
+        self.seq += 1
+        keys = message[1] if len(message) > 1 else None
+        if keys is None:
+            self._drop_all()
+            return
+        for key in keys:
+            self._drop_dep(key.decode() if isinstance(key, bytes) else str(key))
+
+    def _drain(self, now: float) -> bool:
+        """Read every pending push and PING answer; True while the lease holds. Lock held."""
+        conn = self._conn
+        if conn is None:
+            if now < self._next_connect:
+                return False
+            try:
+                self._connect(now)
+            except (RedisError, OSError) as exc:  # Redis down or refusing: stay on the Redis path
+                logger.warning("near cache unavailable: serving from Redis", extra={"error": type(exc).__name__})
+                return False
+            conn = self._conn
+        try:
+            while conn.can_read(0):
+                reply = conn.read_response(push_request=True)
+                if reply in (b"PONG", "PONG") and self._pings:
+                    sent = self._pings.popleft()
+                    if now - sent > self.lease:
+                        # Redis was slower than a lease: a writer may have given up on it.
+                        self.seq += 1
+                        self._drop_all()
+                    self._valid_until = sent + self.lease
+            if self._pings and now - self._pings[0] > 4 * self._socket_timeout:
+                raise TimeoutError("no answer to PING")
+            if not self._pings or (now - self._pings[-1] >= self._ping_every and len(self._pings) < 2):
+                conn.send_command("PING")
+                self._pings.append(now)
+        except (RedisError, OSError) as exc:
+            self._broken(now, exc)
+            return False
+        return now < self._valid_until
+
+    # -- entries -----------------------------------------------------------------------
+
+    def lookup(self, key: str) -> tuple[bytes | None, int | None]:
+        """(payload or None, seq to pass to ``store``; None when copies cannot be used)."""
+        now = self._clock()
+        with self._lock:
+            if not self._drain(now):
+                return None, None
+            entry = self._entries.get(key)
+            if entry is not None and entry[2] > now:
+                return entry[0], self.seq
+            return None, self.seq
+
+    def store(self, key: str, payload: bytes, deps: Sequence[str], seq: int) -> None:
+        with self._lock:
+            if self._conn is None or seq != self.seq:
+                return
+            if key in self._entries:
+                self._unindex(key)
+            elif len(self._entries) >= self._max_entries:
+                self._unindex(next(iter(self._entries)))
+            deps = tuple(deps)
+            self._entries[key] = (payload, deps, self._clock() + self._ttl)
+            for dep in deps:
+                self._by_dep.setdefault(dep, set()).add(key)
+
+    def drop_deps(self, deps: Iterable[str]) -> None:
+        """This process's own invalidation: dropped now, before Redis's push arrives."""
+        with self._lock:
+            self.seq += 1
+            for dep in deps:
+                self._drop_dep(dep)
+
+    def drop_all(self) -> None:
+        with self._lock:
+            self.seq += 1
+            self._drop_all()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _unindex(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        for dep in entry[1]:
+            keys = self._by_dep.get(dep)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_dep[dep]
+
+    def _drop_dep(self, dep: str) -> None:
+        for key in self._by_dep.pop(dep, ()):
+            self._unindex(key)
+
+    def _drop_all(self) -> None:
+        self._entries.clear()
+        self._by_dep.clear()
+
+
+_near_caches: list[NearCache] = []
+
+
+def _forget_near_caches_after_fork() -> None:
+    for near in _near_caches:
+        near.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_near_caches_after_fork)
+
+
+def _redis_socket_timeout() -> float:
+    """The data path's socket timeout: a near-cache lease must be shorter than it."""
+    default: dict[str, Any] = settings.CACHES.get("default", {})
+    options: dict[str, Any] = default.get("OPTIONS", {})
+    timeout = options.get("SOCKET_TIMEOUT") or int(getattr(settings, "REDIS_SOCKET_TIMEOUT_MS", 250)) / 1000
+    return float(timeout)
+
+
 class RedisStore:
     """Redis through django-redis's connection pool, guarded by a circuit breaker."""
 
@@ -425,14 +667,22 @@ class RedisStore:
         # Invalidations this process could not deliver; on recovery every namespace is
         # bumped, because an entry they should have defeated may still be in Redis.
         self._lost_invalidations = False
+        self.near: NearCache | None = None
+        max_near = int(getattr(settings, "CACHE_NEAR_MAX_ENTRIES", 0))
+        if max_near > 0 and settings.REDIS_URL:
+            self.near = NearCache(
+                settings.REDIS_URL,
+                prefixes=tracked_prefixes(),
+                socket_timeout=_redis_socket_timeout(),
+                max_entries=max_near,
+            )
+            _near_caches.append(self.near)
 
     @property
     def client(self) -> Any:
         return self._client
 
     def _call(self, fn: Callable[[], Any], *, past_open_circuit: bool = False) -> Any:
-        from redis.exceptions import RedisError
-
         if not self.breaker.allow() and not past_open_circuit:
             raise CacheUnavailable("circuit open")
         if self.breaker.state != "closed":
@@ -453,7 +703,18 @@ class RedisStore:
         self.breaker.record_success()
         return result
 
+    def close(self) -> None:
+        if self.near is not None:
+            self.near.close()
+            with contextlib.suppress(ValueError):
+                _near_caches.remove(self.near)
+
     def get(self, key: str, *, lock_key: str | None) -> Hit | Miss:
+        near, seq = self.near, None
+        if near is not None and self.breaker.state == "closed" and not self._lost_invalidations:
+            payload, seq = near.lookup(key)
+            if payload is not None:
+                return Hit(payload, near=True)
         token = secrets.token_hex(8) if lock_key else ""
         result = self._call(
             lambda: self._get(
@@ -462,7 +723,10 @@ class RedisStore:
             )
         )
         if int(result[0]) == 1:
-            return Hit(bytes(result[1]))
+            payload = bytes(result[1])
+            if seq is not None and near is not None:
+                near.store(key, payload, bytes(result[2]).decode().split(), seq)
+            return Hit(payload)
         leader = int(result[2]) == 1
         return Miss(ticket=int(result[1]), leader=leader, lock_token=token if leader else "")
 
@@ -493,10 +757,11 @@ class RedisStore:
             self._call(lambda: self._bump(keys=[clock_key(), *deps]), past_open_circuit=True)
         except CacheUnavailable:
             self._lost_invalidations = True
+            if self.near is not None:
+                self.near.drop_all()
             raise
-
-    def delete(self, key: str) -> None:
-        self._call(lambda: self._client.delete(key))
+        if self.near is not None:
+            self.near.drop_deps(deps)
 
     def count_entries(self, namespace: str) -> int | None:
         # Counting would need a scan of the keyspace; the contract allows null here.
@@ -548,12 +813,14 @@ def reset_store(store: Store | None = None) -> None:
     """Drop the process's store (tests, settings changes); the next call builds a new one."""
     global _store
     with _store_lock:
-        _store = store
+        previous, _store = _store, store
+    if isinstance(previous, RedisStore) and previous is not store:
+        previous.close()
     _local_counters.clear()
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
-    if setting in {"REDIS_URL", "CACHES", "CACHE_KEY_PREFIX"}:
+    if setting in {"REDIS_URL", "CACHES", "CACHE_KEY_PREFIX", "CACHE_NEAR_MAX_ENTRIES", "REDIS_SOCKET_TIMEOUT_MS"}:
         reset_store()
 
 
@@ -620,7 +887,12 @@ def entry_get(namespace: str, ident: int | str, *, single_flight: bool = True) -
     except CacheUnavailable:
         count(namespace, "misses")
         return Miss(ticket=None, leader=True)
-    count(namespace, "hits" if isinstance(result, Hit) else "misses")
+    if isinstance(result, Hit):
+        count(namespace, "hits")
+        if result.near:
+            count(namespace, "near_hits")
+    else:
+        count(namespace, "misses")
     return result
 
 
@@ -660,13 +932,6 @@ def deps_bump(deps: Sequence[str], *, namespace: str = "user_context") -> None:
 
 def namespace_clear(namespace: str) -> None:
     deps_bump([namespace_key(namespace)], namespace=namespace)
-
-
-def entry_delete(namespace: str, ident: int | str) -> None:
-    """Remove one entry outright (its dependencies untouched)."""
-    with contextlib.suppress(CacheUnavailable):
-        get_store().delete(entry_key(namespace, ident))
-    count(namespace, "invalidations")
 
 
 def stats_read(namespace: str) -> dict[str, int]:

@@ -33,6 +33,7 @@ def _namespace_stats(store: cache.Store, namespace: str) -> dict[str, Any]:
         "hits": hits,
         "misses": misses,
         "hit_ratio": round(hits / lookups, 4) if lookups else 0.0,
+        "near_hits": counters.get("near_hits", 0),
         "fills": counters.get("fills", 0),
         "invalidations": counters.get("invalidations", 0),
         "keys": store.count_entries(namespace),

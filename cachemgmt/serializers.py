@@ -30,6 +30,9 @@ class NamespaceStatsSerializer(serializers.Serializer):
     hits = serializers.IntegerField()
     misses = serializers.IntegerField()
     hit_ratio = serializers.FloatField()
+    near_hits = serializers.IntegerField(
+        help_text="hits served from a process's near cache in front of Redis, without a round trip"
+    )
     fills = serializers.IntegerField()
     invalidations = serializers.IntegerField()
     keys = serializers.IntegerField(allow_null=True, help_text="null where counting is not cheap (Redis)")

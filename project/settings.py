@@ -97,6 +97,8 @@ REDIS_SOCKET_TIMEOUT_MS = env_int("REDIS_SOCKET_TIMEOUT_MS", 250, minimum=10, ma
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1, maximum=10_000)
 # How long the cache circuit stays open before one probe is let through (fault tests shorten it).
 CACHE_BREAKER_COOLDOWN_MS = env_int("CACHE_BREAKER_COOLDOWN_MS", 5000, minimum=100, maximum=600_000)
+# Entries each process keeps in its near cache in front of Redis (0 turns it off).
+CACHE_NEAR_MAX_ENTRIES = env_int("CACHE_NEAR_MAX_ENTRIES", 10_000, minimum=0, maximum=10_000_000)
 if REDIS_URL:
     CACHES = {
         "default": {

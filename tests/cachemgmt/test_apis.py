@@ -63,7 +63,8 @@ def test_stats_have_contract_shape_and_count_context_lookups(api_client, bearer,
     assert body["backend"] == ("redis" if settings.REDIS_URL else "locmem")
     assert body["since"].endswith("Z")
     user_context = body["namespaces"]["user_context"]
-    assert set(user_context) == {"hits", "misses", "hit_ratio", "fills", "invalidations", "keys"}
+    assert set(user_context) == {"hits", "misses", "hit_ratio", "near_hits", "fills", "invalidations", "keys"}
+    assert 0 <= user_context["near_hits"] <= user_context["hits"]
     assert user_context["hits"] >= 1 and user_context["misses"] >= 1 and user_context["fills"] >= 1
     assert user_context["hit_ratio"] == round(user_context["hits"] / (user_context["hits"] + user_context["misses"]), 4)
     zones = body["namespaces"]["zones"]

@@ -26,7 +26,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(stats, indent=2))
             return
         self.stdout.write(f"backend: {stats['backend']}   since: {stats['since']}")
-        columns = ("hits", "misses", "hit_ratio", "fills", "invalidations", "keys")
+        columns = ("hits", "misses", "hit_ratio", "near_hits", "fills", "invalidations", "keys")
         self.stdout.write(f"{'namespace':<14}" + "".join(f"{name:>15}" for name in columns))
         for name, ns in stats["namespaces"].items():
             cells = "".join(f"{'n/a' if ns[c] is None else ns[c]!s:>15}" for c in columns)
