@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 logger = logging.getLogger("cachemgmt.cache")
 
@@ -423,9 +423,10 @@ class NearCache:
     dependency-key prefixes: whenever any such key is written (an invalidation's bump),
     evicted, expired or flushed, Redis pushes its name (or "everything" for a flush). Before
     every lookup the pending pushes are read without blocking and the copies built from a
-    named key are dropped. Redis queues the push to every tracking connection in the same
-    event-loop pass in which it acknowledges the writer, so a request that starts after a
-    write returned finds the push already in its socket.
+    named key are dropped. An invalidation returns only after a PING sent once its script
+    was answered has been answered too (``RedisStore.bump``), and Redis answers that PING
+    only after it has written the pushes to every tracking connection, so a request that
+    starts after a write returned finds the push already in its socket.
 
     A copy is served only while a *lease* holds: a PING answered by Redis, the lease running
     from when that PING was *sent*. The lease is half the Redis socket timeout, so a writer
@@ -464,6 +465,10 @@ class NearCache:
         self._pings: deque[float] = deque()
         self._valid_until = 0.0
         self._next_connect = 0.0
+        self._failed_connects = 0
+        # Set when Redis refuses tracking itself (an ACL without CLIENT, a server before 6):
+        # retrying cannot help, so the near cache stays off for this process.
+        self.refused = False
         # Incremented by every processed push; a read's copy is stored only if unchanged.
         self.seq = 0
 
@@ -488,12 +493,12 @@ class NearCache:
                 args += ["PREFIX", prefix]
             conn.send_command(*args)
             if conn.read_response() not in (b"OK", "OK"):
-                raise OSError("CLIENT TRACKING refused")
+                raise ResponseError("CLIENT TRACKING was not acknowledged")
         except BaseException:
             conn.disconnect()
-            self._next_connect = now + self._retry_after
             raise
         self._conn = conn
+        self._failed_connects = 0
         self._pings.clear()
         self._valid_until = 0.0
         self._drop_all()
@@ -504,6 +509,7 @@ class NearCache:
         self._pings.clear()
         self._valid_until = 0.0
         self._next_connect = now + self._retry_after
+        self._failed_connects = 1  # logged here; a failing reconnect is not logged again
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.disconnect()
@@ -542,12 +548,19 @@ class NearCache:
         """Read every pending push and PING answer; True while the lease holds. Lock held."""
         conn = self._conn
         if conn is None:
-            if now < self._next_connect:
+            if self.refused or now < self._next_connect:
                 return False
             try:
                 self._connect(now)
-            except (RedisError, OSError) as exc:  # Redis down or refusing: stay on the Redis path
-                logger.warning("near cache unavailable: serving from Redis", extra={"error": type(exc).__name__})
+            except ResponseError as exc:
+                self.refused = True
+                logger.warning("near cache off: Redis refused client tracking", extra={"error": str(exc)[:200]})
+                return False
+            except (RedisError, OSError) as exc:  # Redis down: stay on the Redis path, retry later
+                if self._failed_connects == 0:
+                    logger.warning("near cache unavailable: serving from Redis", extra={"error": type(exc).__name__})
+                self._failed_connects += 1
+                self._next_connect = now + min(60.0, self._retry_after * 2 ** min(self._failed_connects - 1, 6))
                 return False
             conn = self._conn
         try:
@@ -754,7 +767,15 @@ class RedisStore:
             # Invalidations are tried even while this process's circuit is open: other
             # processes may already be reading Redis again, and would serve what this write
             # should have defeated until this process's next probe.
-            self._call(lambda: self._bump(keys=[clock_key(), *deps]), past_open_circuit=True)
+            # The PING after the script is a second, separate round trip on purpose: Redis
+            # answers it only after the pass that wrote the script's reply has also written
+            # the invalidation pushes to every near cache (those two writes may be apart on
+            # a busy host). So when this returns, every tracking process can already read
+            # the push, and its very next request drops the copy.
+            self._call(
+                lambda: (self._bump(keys=[clock_key(), *deps]), self._client.ping()),
+                past_open_circuit=True,
+            )
         except CacheUnavailable:
             self._lost_invalidations = True
             if self.near is not None:

@@ -6,13 +6,19 @@ it pauses); no Redis behaviour is simulated.
 
 from __future__ import annotations
 
+import itertools
+import shutil
+import subprocess
 import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import redis
 from django.conf import settings
 
 from cachemgmt import cache
+from tests.conftest import service_missing
 
 pytestmark = pytest.mark.services
 
@@ -100,7 +106,30 @@ def test_entry_get_counts_near_hits(shared_redis):
     assert counters["hits"] >= counters["near_hits"]
 
 
-def test_another_process_invalidation_is_seen_by_the_very_next_read(shared_redis):
+@pytest.fixture
+def busy_redis(shared_redis) -> Iterator[None]:
+    """Keep the Redis server busy with 100 clients sending PINGs (no key is touched).
+
+    A busy event loop writes each pass's replies to many sockets, so the writer's reply and
+    the pushes to the near caches land apart in time: the ordering the next test checks.
+    """
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        service_missing("redis-benchmark is not installed")
+    url = urlsplit(shared_redis)
+    proc = subprocess.Popen(
+        [str(binary), "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 6379), "-c", "100",
+         "-n", "100000000", "-t", "ping", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.3)
+    yield
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_another_process_invalidation_is_seen_by_the_very_next_read(busy_redis):
     # Two stores: two connections, two near caches, as two processes would have. Each round
     # warms the reader's copy, invalidates through the writer, and reads at once.
     reader, writer = cache.RedisStore(), cache.RedisStore()
@@ -299,3 +328,38 @@ def test_near_cache_can_be_turned_off(shared_redis, settings, monkeypatch):
     results = [store.get(key, lock_key=None) for _ in range(5)]
     assert all(isinstance(r, cache.Hit) and not r.near for r in results)
     assert len(evalsha) == 5
+
+
+def test_a_redis_that_refuses_tracking_leaves_the_near_cache_off(redis_server, caplog):
+    # An ACL user without the CLIENT command, as some managed Redis services hand out.
+    raw(redis_server.url).acl_setuser("limited", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"])
+    url = redis_server.url.replace("redis://", "redis://limited@")
+    near = cache.NearCache(url, prefixes=cache.tracked_prefixes(), socket_timeout=0.25, max_entries=10, retry_after=0)
+    with caplog.at_level("WARNING", logger="cachemgmt.cache"):
+        assert near.lookup("k") == (None, None)
+        assert near.lookup("k") == (None, None)
+    assert near.refused
+    assert [r.getMessage() for r in caplog.records] == ["near cache off: Redis refused client tracking"]
+
+
+def test_reconnect_attempts_back_off_and_are_logged_once(redis_server, caplog):
+    clock = FakeClock()
+    near = cache.NearCache(
+        redis_server.url, prefixes=cache.tracked_prefixes(), socket_timeout=0.1, max_entries=10, clock=clock
+    )
+    redis_server.stop()
+    attempts = []
+    real_connect = near._connect
+
+    def counting(now):
+        attempts.append(now)
+        return real_connect(now)
+
+    near._connect = counting
+    with caplog.at_level("WARNING", logger="cachemgmt.cache"):
+        for _ in range(80):  # 20 s of requests, one every 250 ms
+            assert near.lookup("k") == (None, None)
+            clock.now += 0.25
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps == [1.0, 2.0, 4.0, 8.0]
+    assert [r.getMessage() for r in caplog.records] == ["near cache unavailable: serving from Redis"]
