@@ -6,7 +6,8 @@
 * ``naive``: DRF's stock ``TokenAuthentication`` and plain ORM calls per request;
 * ``cachalot``: ``naive`` with django-cachalot caching its queries in Redis;
 * ``simplejwt``: djangorestframework-simplejwt and one query per request;
-* ``ours-local`` / ``ours-redis``: the project itself (the cache is chosen by ``REDIS_URL``).
+* ``ours-local`` / ``ours-redis``: the project itself (the cache is chosen by ``REDIS_URL``);
+* ``ours-redis-direct``: the project on Redis with its near cache off (``CACHE_NEAR_MAX_ENTRIES=0``).
 
 Nothing here is imported by the product.
 """
@@ -17,7 +18,7 @@ from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS, SECRET_KEY
 
 BENCH_MODE = os.environ.get("BENCH_MODE", "ours-local")
-BENCH_MODES = ("floor", "naive", "cachalot", "simplejwt", "ours-local", "ours-redis")
+BENCH_MODES = ("floor", "naive", "cachalot", "simplejwt", "ours-local", "ours-redis", "ours-redis-direct")
 if BENCH_MODE not in BENCH_MODES:
     raise SystemExit(f"BENCH_MODE: expected one of {', '.join(BENCH_MODES)}, got {BENCH_MODE!r}")
 

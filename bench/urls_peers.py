@@ -11,7 +11,7 @@ _bench = [
     path("bench/warm", peers.warm, name="bench-warm"),
 ]
 
-if MODE in ("ours-local", "ours-redis"):
+if MODE in ("ours-local", "ours-redis", "ours-redis-direct"):
     # The project exactly as shipped (same resolution order), plus the measurement helper.
     from project import urls as _product
 

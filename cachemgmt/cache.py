@@ -433,7 +433,8 @@ class NearCache:
     whose invalidation could not reach Redis (which takes a full timeout to find out) returns
     only after every lease granted before Redis stopped answering has run out; from then on
     readers go to Redis (and to the database while its circuit is open), as without a near
-    cache. An answer that comes back later than a lease drops every copy. A broken
+    cache. An answer still missing when the process looked a lease after its PING drops
+    every copy when it comes. A broken
     connection drops every copy and disables the near cache until it is re-established.
     Copies are stored only if no push was processed between the read and the store.
     """
@@ -462,7 +463,9 @@ class NearCache:
         self._conn: Any = None
         self._entries: dict[str, tuple[bytes, tuple[str, ...], float]] = {}
         self._by_dep: dict[str, set[str]] = {}
-        self._pings: deque[float] = deque()
+        self._pings: deque[float] = deque()  # when each unanswered PING was sent
+        self._last_ping = float("-inf")
+        self._last_drain = float("-inf")
         self._valid_until = 0.0
         self._next_connect = 0.0
         self._failed_connects = 0
@@ -500,6 +503,7 @@ class NearCache:
         self._conn = conn
         self._failed_connects = 0
         self._pings.clear()
+        self._last_ping = float("-inf")
         self._valid_until = 0.0
         self._drop_all()
 
@@ -507,6 +511,7 @@ class NearCache:
         conn, self._conn = self._conn, None
         self._drop_all()
         self._pings.clear()
+        self._last_ping = float("-inf")
         self._valid_until = 0.0
         self._next_connect = now + self._retry_after
         self._failed_connects = 1  # logged here; a failing reconnect is not logged again
@@ -529,6 +534,7 @@ class NearCache:
         self._conn = None
         self._drop_all()
         self._pings.clear()
+        self._last_ping = float("-inf")
         self._valid_until = 0.0
         self._next_connect = 0.0
 
@@ -563,21 +569,27 @@ class NearCache:
                 self._next_connect = now + min(60.0, self._retry_after * 2 ** min(self._failed_connects - 1, 6))
                 return False
             conn = self._conn
+        looked_before, self._last_drain = self._last_drain, now
         try:
             while conn.can_read(0):
                 reply = conn.read_response(push_request=True)
                 if reply in (b"PONG", "PONG") and self._pings:
                     sent = self._pings.popleft()
-                    if now - sent > self.lease:
-                        # Redis was slower than a lease: a writer may have given up on it.
+                    if looked_before - sent > self.lease:
+                        # It was not there when this process last looked, a lease after the
+                        # PING: Redis stopped answering for a while, and a writer may have
+                        # given up on it meanwhile. (An idle process, which did not look,
+                        # cannot tell, and keeps its copies: the same exposure as Redis's own
+                        # entries after a lost invalidation, see the README.)
                         self.seq += 1
                         self._drop_all()
                     self._valid_until = sent + self.lease
             if self._pings and now - self._pings[0] > 4 * self._socket_timeout:
                 raise TimeoutError("no answer to PING")
-            if not self._pings or (now - self._pings[-1] >= self._ping_every and len(self._pings) < 2):
+            if len(self._pings) < 2 and now - self._last_ping >= self._ping_every:
                 conn.send_command("PING")
                 self._pings.append(now)
+                self._last_ping = now
         except (RedisError, OSError) as exc:
             self._broken(now, exc)
             return False
@@ -655,6 +667,13 @@ def _forget_near_caches_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_near_caches_after_fork)
 
 
+def _plain_redis_client() -> bool:
+    """The near cache follows ``REDIS_URL``; behind Sentinel that is not the primary's address."""
+    default: dict[str, Any] = settings.CACHES.get("default", {})
+    options: dict[str, Any] = default.get("OPTIONS", {})
+    return options.get("CLIENT_CLASS", "django_redis.client.DefaultClient") == "django_redis.client.DefaultClient"
+
+
 def _redis_socket_timeout() -> float:
     """The data path's socket timeout: a near-cache lease must be shorter than it."""
     default: dict[str, Any] = settings.CACHES.get("default", {})
@@ -682,7 +701,7 @@ class RedisStore:
         self._lost_invalidations = False
         self.near: NearCache | None = None
         max_near = int(getattr(settings, "CACHE_NEAR_MAX_ENTRIES", 0))
-        if max_near > 0 and settings.REDIS_URL:
+        if max_near > 0 and settings.REDIS_URL and _plain_redis_client():
             self.near = NearCache(
                 settings.REDIS_URL,
                 prefixes=tracked_prefixes(),

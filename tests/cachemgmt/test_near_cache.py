@@ -250,7 +250,9 @@ def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_co
 
         redis_server.pause()
         clock.now += near.lease  # past the lease: no copy is served, whatever is cached
-        assert near.lookup("k") == (None, None)
+        assert near.lookup("k") == (None, None)  # (sends a PING that the paused Redis holds)
+        clock.now += near.lease * 2
+        assert near.lookup("k") == (None, None)  # looked again a lease later: no answer yet
         assert len(near) == 1
 
         redis_server.resume()
@@ -260,6 +262,37 @@ def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_co
         assert len(near) == 0  # a late answer: a writer may have given up on Redis meanwhile
     finally:
         redis_server.resume()
+        near.close()
+
+
+def test_an_idle_process_keeps_its_copies_and_pings_at_most_every_quarter_lease(shared_redis):
+    clock = FakeClock()
+    near = cache.NearCache(
+        shared_redis, prefixes=cache.tracked_prefixes(), socket_timeout=0.2, max_entries=10, clock=clock
+    )
+    sent: list[float] = []
+    try:
+        near.lookup("k")  # connects, sends the first PING
+        real_send = near._conn.send_command
+        near._conn.send_command = lambda *args: (sent.append(clock.now), real_send(*args))
+        time.sleep(0.05)
+        clock.now += 0.001
+        payload, seq = near.lookup("k")
+        assert seq is not None
+        near.store("k", b"p", ["d"], seq)
+        for _ in range(40):  # a busy process: a lookup every 5 ms for 200 ms
+            clock.now += 0.005
+            near.lookup("k")
+            time.sleep(0.002)
+        assert len(sent) <= 200 / (near.lease * 1000 / 4) + 1
+
+        clock.now += 30.0  # idle for 30 s: the last answer came long ago, unread
+        time.sleep(0.05)
+        assert near.lookup("k") == (None, None)  # the lease ran out...
+        time.sleep(0.05)
+        clock.now += 0.001
+        assert near.lookup("k")[0] == b"p"  # ...and the next answer renews it; the copy stayed
+    finally:
         near.close()
 
 
