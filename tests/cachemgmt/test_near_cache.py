@@ -277,7 +277,7 @@ def test_an_idle_process_keeps_its_copies_and_pings_at_most_every_quarter_lease(
         near._conn.send_command = lambda *args: (sent.append(clock.now), real_send(*args))
         time.sleep(0.05)
         clock.now += 0.001
-        payload, seq = near.lookup("k")
+        _, seq = near.lookup("k")
         assert seq is not None
         near.store("k", b"p", ["d"], seq)
         for _ in range(40):  # a busy process: a lookup every 5 ms for 200 ms
