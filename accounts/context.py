@@ -79,6 +79,23 @@ class UserContext:
         )
 
 
+# Decoded contexts by their exact cached bytes: a warm request reuses the object instead of
+# parsing JSON again. Keyed by content, so it can never disagree with the cache; bounded.
+_DECODED_MAX = 10_000
+_decoded: dict[bytes, UserContext] = {}
+
+
+def context_from_payload(payload: bytes) -> UserContext:
+    """``UserContext.from_payload``, parsed once per distinct payload in this process."""
+    context = _decoded.get(payload)
+    if context is None:
+        context = UserContext.from_payload(payload)
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.pop(next(iter(_decoded)), None)
+        _decoded[payload] = context
+    return context
+
+
 def build_context(
     *,
     user: dict[str, Any],

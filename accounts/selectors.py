@@ -15,7 +15,7 @@ from django.db.models import Q as _Q
 from django.utils import timezone
 
 from accounts.conf import accounts_settings
-from accounts.context import ZONES_PENDING, ZONES_READY, UserContext, build_context
+from accounts.context import ZONES_PENDING, ZONES_READY, UserContext, build_context, context_from_payload
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
 from cachemgmt import cache
 from project import request_context
@@ -40,7 +40,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     the cache is bypassed: the caller sees its own writes, which are not committed and may
     roll back.
     """
-    if _transaction_has_pending_invalidations():
+    if cache.invalidations_pending():
         # This transaction changed rows behind contexts: read its own writes, cache nothing.
         return user_context_load(user_id=user_id)
     result = cache.entry_get(NAMESPACE, user_id)
@@ -48,7 +48,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
             return None
-        cached = UserContext.from_payload(result.payload)
+        cached = context_from_payload(result.payload)
         if not cached.zones_overdue():
             return cached
         # The zones snapshot went overdue since these contexts were filled: one O(1) bump
@@ -57,7 +57,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
         cache.deps_bump([cache.dep_zones_key()])
         result = cache.entry_get(NAMESPACE, user_id)
         if isinstance(result, cache.Hit):  # refilled meanwhile by another request
-            return None if result.payload == _NONE_PAYLOAD else UserContext.from_payload(result.payload)
+            return None if result.payload == _NONE_PAYLOAD else context_from_payload(result.payload)
     context = user_context_load(user_id=user_id)
     if context is not None and context.public["zones_status"] == ZONES_PENDING:
         # No snapshot yet: ask for one sync (deduplicated there). A failed last run is not
@@ -87,14 +87,6 @@ def context_deps(context: UserContext) -> list[str]:
 
 def _ttl() -> int:
     return int(accounts_settings.USER_CONTEXT_TTL)
-
-
-def _transaction_has_pending_invalidations() -> bool:
-    from accounts.services import PendingInvalidation
-
-    if not connection.in_atomic_block:
-        return False
-    return any(isinstance(entry[1], PendingInvalidation) for entry in connection.run_on_commit)
 
 
 def _zones_sync_hook(*, reason: str, check_snapshot: bool) -> None:

@@ -31,18 +31,6 @@ logger = logging.getLogger("accounts")
 # --------------------------------------------------------------------------------------
 
 
-class PendingInvalidation:
-    """An on-commit callback bumping dependency keys; its presence marks uncommitted changes."""
-
-    __slots__ = ("deps",)
-
-    def __init__(self, deps: list[str]) -> None:
-        self.deps = deps
-
-    def __call__(self) -> None:
-        cache.deps_bump(self.deps)
-
-
 def context_invalidate(
     *,
     user_ids: Iterable[int] = (),
@@ -64,7 +52,7 @@ def context_invalidate(
     if zones:
         deps.append(cache.dep_zones_key())
     if deps:
-        transaction.on_commit(PendingInvalidation(deps))
+        cache.deps_bump_on_commit(deps)
 
 
 # --------------------------------------------------------------------------------------

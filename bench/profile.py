@@ -19,6 +19,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +146,8 @@ def main() -> None:
     if args.reanalyse:
         reanalyse(args.rate)
         return
-    if shutil.which("py-spy") is None:
+    spy_binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy_binary).exists():
         raise SystemExit("py-spy is not installed: pip install -r requirements-bench.txt")
     cfg = R.parse_args(["--quick", "--workers", str(args.workers), "--cold-levels", "1000"])
     run_dir = Path(tempfile.mkdtemp(prefix="authctx-profile-"))
@@ -179,7 +181,7 @@ def main() -> None:
             )
             time.sleep(2)
             raw = R.RESULTS / f"profile-{mode}.txt"
-            spy = ["py-spy", "record", "-p", str(server.proc.pid), "--subprocesses", "--idle", "-r", str(args.rate)]
+            spy = [spy_binary, "record", "-p", str(server.proc.pid), "--subprocesses", "--idle", "-r", str(args.rate)]
             subprocess.run(
                 [*spy, "-d", str(args.seconds), "-f", "raw", "-o", str(raw)],
                 check=True,

@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import secrets
+import select
 import threading
 import time
 from collections import deque
@@ -37,6 +38,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
+from django.db import connection, transaction
 from redis.exceptions import RedisError, ResponseError
 
 logger = logging.getLogger("cachemgmt.cache")
@@ -461,6 +463,7 @@ class NearCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._poller: Any = None
         self._entries: dict[str, tuple[bytes, tuple[str, ...], float]] = {}
         self._by_dep: dict[str, set[str]] = {}
         self._pings: deque[float] = deque()  # when each unanswered PING was sent
@@ -501,6 +504,10 @@ class NearCache:
             conn.disconnect()
             raise
         self._conn = conn
+        # One poll(2) tells whether anything arrived since the last full drain (the parser
+        # keeps no complete reply buffered after one), cheaper than redis-py's can_read.
+        self._poller = select.poll()
+        self._poller.register(conn._sock.fileno(), select.POLLIN | select.POLLPRI)
         self._failed_connects = 0
         self._pings.clear()
         self._last_ping = float("-inf")
@@ -571,19 +578,20 @@ class NearCache:
             conn = self._conn
         looked_before, self._last_drain = self._last_drain, now
         try:
-            while conn.can_read(0):
-                reply = conn.read_response(push_request=True)
-                if reply in (b"PONG", "PONG") and self._pings:
-                    sent = self._pings.popleft()
-                    if looked_before - sent > self.lease:
-                        # It was not there when this process last looked, a lease after the
-                        # PING: Redis stopped answering for a while, and a writer may have
-                        # given up on it meanwhile. (An idle process, which did not look,
-                        # cannot tell, and keeps its copies: the same exposure as Redis's own
-                        # entries after a lost invalidation, see the README.)
-                        self.seq += 1
-                        self._drop_all()
-                    self._valid_until = sent + self.lease
+            if self._poller.poll(0):  # then read every complete reply, buffered ones included
+                while conn.can_read(0):
+                    reply = conn.read_response(push_request=True)
+                    if reply in (b"PONG", "PONG") and self._pings:
+                        sent = self._pings.popleft()
+                        if looked_before - sent > self.lease:
+                            # It was not there when this process last looked, a lease after the
+                            # PING: Redis stopped answering for a while, and a writer may have
+                            # given up on it meanwhile. (An idle process, which did not look,
+                            # cannot tell, and keeps its copies: the same exposure as Redis's own
+                            # entries after a lost invalidation, see the README.)
+                            self.seq += 1
+                            self._drop_all()
+                        self._valid_until = sent + self.lease
             if self._pings and now - self._pings[0] > 4 * self._socket_timeout:
                 raise TimeoutError("no answer to PING")
             if len(self._pings) < 2 and now - self._last_ping >= self._ping_every:
@@ -884,10 +892,13 @@ _counters_lock = threading.Lock()
 _last_flush = [time.monotonic()]
 
 
-def count(namespace: str, name: str, delta: int = 1) -> None:
+def count(namespace: str, name: str, delta: int = 1, *, also: str | None = None) -> None:
+    """Add ``delta`` to counter ``name`` (and to ``also``, under the same lock)."""
     with _counters_lock:
         bucket = _local_counters.setdefault(namespace, {})
         bucket[name] = bucket.get(name, 0) + delta
+        if also is not None:
+            bucket[also] = bucket.get(also, 0) + delta
     if time.monotonic() - _last_flush[0] >= STATS_FLUSH_SECONDS:
         stats_flush()
 
@@ -928,9 +939,7 @@ def entry_get(namespace: str, ident: int | str, *, single_flight: bool = True) -
         count(namespace, "misses")
         return Miss(ticket=None, leader=True)
     if isinstance(result, Hit):
-        count(namespace, "hits")
-        if result.near:
-            count(namespace, "near_hits")
+        count(namespace, "hits", also="near_hits" if result.near else None)
     else:
         count(namespace, "misses")
     return result
@@ -968,6 +977,40 @@ def deps_bump(deps: Sequence[str], *, namespace: str = "user_context") -> None:
         logger.warning("cache invalidation not delivered; entries are cleared when the cache recovers")
         return
     count(namespace, "invalidations", len(deps))
+
+
+class PendingInvalidation:
+    """An on-commit callback bumping dependency keys; its presence marks uncommitted changes."""
+
+    __slots__ = ("deps",)
+
+    def __init__(self, deps: list[str]) -> None:
+        self.deps = deps
+
+    def __call__(self) -> None:
+        deps_bump(self.deps)
+
+
+# Set by a thread that registered an invalidation, cleared once none is pending: most requests
+# never write, and this spares them a look at the connection's on-commit list.
+_maybe_pending = threading.local()
+
+
+def deps_bump_on_commit(deps: list[str]) -> None:
+    """``deps_bump`` once the current transaction commits (at once outside a transaction)."""
+    _maybe_pending.value = True
+    transaction.on_commit(PendingInvalidation(deps))
+
+
+def invalidations_pending() -> bool:
+    """True inside a transaction that registered invalidations not yet committed."""
+    if not getattr(_maybe_pending, "value", False):
+        return False
+    callbacks = connection.run_on_commit if connection.in_atomic_block else ()
+    if any(isinstance(entry[1], PendingInvalidation) for entry in callbacks):
+        return True
+    _maybe_pending.value = False
+    return False
 
 
 def namespace_clear(namespace: str) -> None:

@@ -156,3 +156,51 @@ def test_portable_and_postgresql_paths_agree():
     assert portable is not None and native is not None
     assert portable.public == native.public
     assert portable.to_payload() == native.to_payload()
+
+
+def test_a_cached_payload_is_decoded_once_per_process(monkeypatch):
+    from accounts import context as context_module
+
+    membership = MembershipFactory()
+    payload = user_context_load(user_id=membership.user_id).to_payload()  # type: ignore[union-attr]
+    decoded: list[bytes] = []
+    real = context_module.UserContext.from_payload
+    monkeypatch.setattr(
+        context_module.UserContext, "from_payload", classmethod(lambda cls, p: (decoded.append(p), real(p))[1])
+    )
+    monkeypatch.setattr(context_module, "_decoded", {})
+
+    first = context_module.context_from_payload(payload)
+    again = context_module.context_from_payload(bytes(bytearray(payload)))  # equal bytes, another object
+
+    assert again is first and decoded == [payload]
+    assert first == real(payload)
+
+
+def test_decoded_contexts_are_bounded(monkeypatch):
+    from accounts import context as context_module
+
+    monkeypatch.setattr(context_module, "_decoded", {})
+    monkeypatch.setattr(context_module, "_DECODED_MAX", 3)
+    payloads = [user_context_load(user_id=MembershipFactory().user_id).to_payload() for _ in range(5)]  # type: ignore[union-attr]
+    for payload in payloads:
+        context_module.context_from_payload(payload)
+    assert list(context_module._decoded) == payloads[2:]
+
+
+def test_pending_invalidations_are_seen_inside_the_transaction_only():
+    from django.db import transaction
+
+    from cachemgmt import cache
+
+    membership = MembershipFactory()
+    with transaction.atomic():
+        assert not cache.invalidations_pending()
+        membership.role.permissions.clear()
+        assert cache.invalidations_pending()
+        with pytest.raises(RuntimeError), transaction.atomic():  # a savepoint rolled back
+            membership.user.profile.save()
+            raise RuntimeError
+        assert cache.invalidations_pending()  # the outer change is still pending
+    assert not cache.invalidations_pending()
+    assert cache._maybe_pending.value is False  # later reads skip the connection's list
