@@ -41,11 +41,13 @@ MIDDLEWARE = [
     "project.middleware.RequestLogMiddleware",
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, the session user and messages serve the admin and the staff endpoints' session
+    # login; bearer-token API calls skip them (project.middleware.is_bearer_api_call).
+    "project.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "project.middleware.BrowserAuthenticationMiddleware",
+    "project.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -32,5 +32,9 @@ def test_production_settings_pass_check_deploy():
 def test_check_deploy_catches_a_weak_key_and_plain_cookies():
     result = deploy_check(SECRET_KEY="short-key", SECURE_COOKIES="0")
     assert result.returncode != 0
-    for warning in ("security.W009", "security.W012", "security.W016"):  # weak key, session and CSRF cookies
-        assert warning in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    for warning in ("security.W009", "security.W016"):  # weak key, CSRF cookie
+        assert warning in output
+    # The session cookie: W012 names Django's own session middleware, W010 the sessions app;
+    # with the project's browser-only session middleware Django reports the latter.
+    assert "security.W010" in output or "security.W012" in output
