@@ -130,8 +130,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"Commit `{git['commit'][:12]}`{' (working tree had uncommitted changes)' if git['dirty'] else ''}; "
         f"{results['machine']['cpus']} CPUs shared by gunicorn ({cfg['workers']} sync workers), wrk "
         f"(`-t{cfg['wrk_threads']}`), PostgreSQL and Redis; load average at start "
-        f"{results['machine']['loadavg_at_start']} (the machine was shared with other work: absolute numbers are "
-        "noisy, ratios taken within one run are the figures to read). "
+        f"{results['machine']['loadavg_at_start']} (a virtual machine whose speed drifts by tens of percent "
+        "from minute to minute: absolute numbers are noisy, ratios taken within one run are the figures to read). "
         f"{cfg['duration_s']} s per phase after {cfg['warmup_s']} s of warm-up per mode; {cfg['users']} users, tokens "
         f"rotating over {cfg['token_users']} of them; run took {results.get('total_s')} s."
     )
