@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -80,9 +81,12 @@ class UserContext:
 
 
 # Decoded contexts by their exact cached bytes: a warm request reuses the object instead of
-# parsing JSON again. Keyed by content, so it can never disagree with the cache; bounded.
+# parsing JSON again. Keyed by content (which names the user), so it can never disagree with
+# the cache nor hand one user's context to another; bounded. The objects are shared by every
+# request of the process: nothing may mutate a context or its ``public`` data.
 _DECODED_MAX = 10_000
 _decoded: dict[bytes, UserContext] = {}
+_decoded_lock = threading.Lock()
 
 
 def context_from_payload(payload: bytes) -> UserContext:
@@ -90,9 +94,10 @@ def context_from_payload(payload: bytes) -> UserContext:
     context = _decoded.get(payload)
     if context is None:
         context = UserContext.from_payload(payload)
-        if len(_decoded) >= _DECODED_MAX:
-            _decoded.pop(next(iter(_decoded)), None)
-        _decoded[payload] = context
+        with _decoded_lock:
+            if len(_decoded) >= _DECODED_MAX:
+                _decoded.pop(next(iter(_decoded)), None)
+            _decoded[payload] = context
     return context
 
 

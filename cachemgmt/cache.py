@@ -39,7 +39,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.db import connection, transaction
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoPermissionError, RedisError, ResponseError
 
 logger = logging.getLogger("cachemgmt.cache")
 
@@ -97,6 +97,11 @@ def dep_permissions_key() -> str:
 def dep_zones_key() -> str:
     """The zones snapshot as a whole (zone names, sync outcomes)."""
     return f"{_prefix()}:dep:zones"
+
+
+def near_lease_key() -> str:
+    """Written (NX, 1 s) by every process's near cache to renew its lease; never tracked."""
+    return f"{_prefix()}:near:lease"
 
 
 def tracked_prefixes() -> tuple[str, str]:
@@ -364,7 +369,7 @@ if h[1] then
       if (not vals[i]) or tonumber(vals[i]) > t then ok = false break end
     end
   end
-  if ok then return {1, h[3], h[2]} end
+  if ok then return {1, h[3], h[2], redis.call('PTTL', KEYS[1])} end
 end
 local c = clock_now(KEYS[2])
 local got = 0
@@ -426,71 +431,96 @@ class NearCache:
     evicted, expired or flushed, Redis pushes its name (or "everything" for a flush). Before
     every lookup the pending pushes are read without blocking and the copies built from a
     named key are dropped. An invalidation returns only after a PING sent once its script
-    was answered has been answered too (``RedisStore.bump``), and Redis answers that PING
-    only after it has written the pushes to every tracking connection, so a request that
-    starts after a write returned finds the push already in its socket.
+    was answered has been answered too (``RedisStore.bump``), and Redis (7, one I/O thread)
+    answers that PING only after it has written the pushes to every tracking connection, so
+    a request that starts after a write returned finds the push already in its socket.
 
-    A copy is served only while a *lease* holds: a PING answered by Redis, the lease running
-    from when that PING was *sent*. The lease is half the Redis socket timeout, so a writer
-    whose invalidation could not reach Redis (which takes a full timeout to find out) returns
-    only after every lease granted before Redis stopped answering has run out; from then on
-    readers go to Redis (and to the database while its circuit is open), as without a near
-    cache. An answer still missing when the process looked a lease after its PING drops
-    every copy when it comes. A broken
-    connection drops every copy and disables the near cache until it is re-established.
-    Copies are stored only if no push was processed between the read and the store.
+    A copy is served only while a *lease* holds. A lease is granted by Redis answering a
+    small write on the tracking connection (``SET <prefix>:near:lease 1 NX PX 1000``): a
+    write, so that whatever stops Redis from taking the invalidations' writes (a hang, a
+    write pause during a failover, a read-only replica, out of memory) also stops the
+    leases. It runs for half the Redis socket timeout from when the write was *sent*; a
+    writer needs a whole timeout to find out that its invalidation was not taken, so by
+    then every lease granted before has run out and readers are back on the Redis path (and
+    on the database while their circuit is open). Pushes and lease answers share the one
+    ordered connection, so a push lost in the network (a TCP retransmission) holds back the
+    lease answers too: a copy outlives its invalidation by at most a lease. An answer still
+    missing when the process looked a lease after sending the write drops every copy when it
+    comes; an error answer or a broken connection drops every copy and turns the near cache
+    off until it has reconnected.
+
+    Copies are stored only if no push, reconnection or drop happened between the read and
+    the store (``seq``). A background thread per process connects (the request path never
+    does), reads the socket once a second so an idle process's pushes do not pile up in
+    Redis, and closes the connection after ``idle_close`` seconds without a lookup.
     """
+
+    _LEASE_PX = 1000
 
     def __init__(
         self,
         url: str,
         *,
         prefixes: Sequence[str],
+        lease_key: str,
         socket_timeout: float,
         max_entries: int,
         ttl: float = 60.0,
         retry_after: float = 1.0,
+        idle_close: float = 60.0,
+        maintain_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = url
         self._prefixes = tuple(prefixes)
+        self._lease_key = lease_key
         self._socket_timeout = socket_timeout
         self.lease = socket_timeout / 2
-        self._ping_every = self.lease / 4
+        self._renew_every = self.lease / 4
         self._max_entries = max_entries
         self._ttl = ttl
         self._retry_after = retry_after
+        self._idle_close = idle_close
+        self._maintain_every = maintain_every  # 0: no thread; lookups connect (tests)
         self._clock = clock
         self._lock = threading.Lock()
+        self._pool: Any = None
         self._conn: Any = None
         self._poller: Any = None
         self._entries: dict[str, tuple[bytes, tuple[str, ...], float]] = {}
         self._by_dep: dict[str, set[str]] = {}
-        self._pings: deque[float] = deque()  # when each unanswered PING was sent
-        self._last_ping = float("-inf")
+        self._renewals: deque[float] = deque()  # when each unanswered lease write was sent
+        self._last_renewal = float("-inf")
         self._last_drain = float("-inf")
+        self._last_lookup = float("-inf")
         self._valid_until = 0.0
         self._next_connect = 0.0
-        self._failed_connects = 0
-        # Set when Redis refuses tracking itself (an ACL without CLIENT, a server before 6):
+        self._failures = 0
+        self._closed = False
+        self._wake = threading.Event()
+        self._thread_pid = 0
+        # Set when Redis refuses tracking itself (an ACL without CLIENT, an unknown command):
         # retrying cannot help, so the near cache stays off for this process.
         self.refused = False
-        # Incremented by every processed push; a read's copy is stored only if unchanged.
+        # Changed by every processed push, drop, connect and disconnect; a read's copy is
+        # stored only if it is unchanged since the lookup that preceded the read.
         self.seq = 0
 
     # -- connection --------------------------------------------------------------------
 
-    def _connect(self, now: float) -> None:
+    def _open(self) -> Any:
+        """A new tracking connection (network round trips: never under the lock)."""
         import redis
 
-        pool = redis.ConnectionPool.from_url(
-            self._url,
-            protocol=3,
-            socket_timeout=self._socket_timeout,
-            socket_connect_timeout=self._socket_timeout,
-            health_check_interval=0,
-        )
-        conn: Any = pool.make_connection()
+        if self._pool is None:
+            self._pool = redis.ConnectionPool.from_url(
+                self._url,
+                protocol=3,
+                socket_timeout=self._socket_timeout,
+                socket_connect_timeout=self._socket_timeout,
+                health_check_interval=0,
+            )
+        conn: Any = self._pool.make_connection()
         try:
             conn.connect()
             conn._parser.set_invalidation_push_handler(self._on_push)
@@ -503,102 +533,174 @@ class NearCache:
         except BaseException:
             conn.disconnect()
             raise
+        return conn
+
+    def _install(self, conn: Any) -> None:
+        """Start using a connection from ``_open``. Lock held."""
         self._conn = conn
         # One poll(2) tells whether anything arrived since the last full drain (the parser
         # keeps no complete reply buffered after one), cheaper than redis-py's can_read.
         self._poller = select.poll()
         self._poller.register(conn._sock.fileno(), select.POLLIN | select.POLLPRI)
-        self._failed_connects = 0
-        self._pings.clear()
-        self._last_ping = float("-inf")
+        self._renewals.clear()
+        self._last_renewal = float("-inf")
         self._valid_until = 0.0
+        self.seq += 1
         self._drop_all()
 
+    def _connect_due(self, now: float) -> bool:
+        return not (self._closed or self.refused or self._conn is not None or now < self._next_connect)
+
+    def _try_connect(self, now: float, *, locked: bool) -> None:
+        """Connect, with backoff; failures logged once. With ``locked`` the caller holds the
+        lock throughout (tests without the thread); else it is taken only to install."""
+        error: BaseException | None = None
+        conn: Any = None
+        try:
+            conn = self._open()
+        except (RedisError, OSError) as exc:
+            error = exc
+        with contextlib.nullcontext() if locked else self._lock:
+            if error is None:
+                if self._conn is None and not self._closed:
+                    self._install(conn)
+                    return
+                conn.disconnect()
+                return
+            message = str(error).lower()
+            if isinstance(error, NoPermissionError) or (
+                isinstance(error, ResponseError) and ("unknown command" in message or "unknown subcommand" in message)
+            ):
+                self.refused = True
+                logger.warning("near cache off: Redis refused client tracking", extra={"error": str(error)[:200]})
+                return
+            self._failed(now, error, "near cache unavailable: serving from Redis")
+
+    def _failed(self, now: float, exc: BaseException, message: str) -> None:
+        if self._failures == 0:
+            logger.warning(message, extra={"error": type(exc).__name__})
+        self._failures += 1
+        backoff = min(60.0, self._retry_after * 2 ** min(self._failures - 1, 6))
+        self._next_connect = now + backoff * random.uniform(0.8, 1.0)
+
     def _broken(self, now: float, exc: BaseException) -> None:
+        """Drop the connection and every copy. Lock held."""
         conn, self._conn = self._conn, None
+        self._poller = None
+        self.seq += 1
         self._drop_all()
-        self._pings.clear()
-        self._last_ping = float("-inf")
+        self._renewals.clear()
         self._valid_until = 0.0
-        self._next_connect = now + self._retry_after
-        self._failed_connects = 1  # logged here; a failing reconnect is not logged again
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.disconnect()
-            logger.warning("near cache disconnected: serving from Redis", extra={"error": type(exc).__name__})
+        self._failed(now, exc, "near cache disconnected: serving from Redis")
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             conn, self._conn = self._conn, None
+            self._poller = None
+            self.seq += 1
             self._drop_all()
+            self._valid_until = 0.0
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.disconnect()
+        self._wake.set()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the parent's socket is not ours (never read or shut it down)."""
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._conn = None
+        self._poller = None
+        self._pool = None
+        self.seq += 1
         self._drop_all()
-        self._pings.clear()
-        self._last_ping = float("-inf")
+        self._renewals.clear()
         self._valid_until = 0.0
         self._next_connect = 0.0
+        self._thread_pid = 0
 
-    # -- pushes ------------------------------------------------------------------------
+    # -- the background thread ---------------------------------------------------------
 
-    def _on_push(self, message: Any) -> None:
+    def _ensure_thread(self) -> None:
+        if self._maintain_every <= 0 or self._thread_pid == os.getpid():
+            return
+        self._thread_pid = os.getpid()
+        threading.Thread(target=self._maintain_loop, name="near-cache", daemon=True).start()
+
+    def _maintain_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._maintain_every)
+            self._wake.clear()
+            self.maintain()
+
+    def maintain(self) -> None:
+        """Connect when wanted, read what arrived, close after a long idle time."""
+        with self._lock:
+            now = self._clock()
+            connect = self._conn is None and now - self._last_lookup < self._idle_close and self._connect_due(now)
+        if connect:
+            self._try_connect(now, locked=False)
+            return
+        with self._lock:
+            if self._closed or self._conn is None:
+                return
+            if now - self._last_lookup >= self._idle_close:
+                conn, self._conn = self._conn, None
+                self._poller = None
+                self.seq += 1
+                self._drop_all()
+                self._renewals.clear()
+                self._valid_until = 0.0
+                with contextlib.suppress(Exception):
+                    conn.disconnect()
+                return
+            self._drain(now, renew=False)
+
+    # -- pushes and lease answers --------------------------------------------------------
+
+    def _on_push(self, message: Any) -> object:
         # [b"invalidate", [key, ...]] or [b"invalidate", None] after a flush.
         self.seq += 1
         keys = message[1] if len(message) > 1 else None
         if keys is None:
             self._drop_all()
-            return
-        for key in keys:
-            self._drop_dep(key.decode() if isinstance(key, bytes) else str(key))
+        else:
+            for key in keys:
+                self._drop_dep(key.decode() if isinstance(key, bytes) else str(key))
+        return _PUSH
 
-    def _drain(self, now: float) -> bool:
-        """Read every pending push and PING answer; True while the lease holds. Lock held."""
+    def _drain(self, now: float, *, renew: bool = True) -> bool:
+        """Read every pending push and lease answer; True while the lease holds. Lock held."""
         conn = self._conn
         if conn is None:
-            if self.refused or now < self._next_connect:
-                return False
-            try:
-                self._connect(now)
-            except ResponseError as exc:
-                self.refused = True
-                logger.warning("near cache off: Redis refused client tracking", extra={"error": str(exc)[:200]})
-                return False
-            except (RedisError, OSError) as exc:  # Redis down: stay on the Redis path, retry later
-                if self._failed_connects == 0:
-                    logger.warning("near cache unavailable: serving from Redis", extra={"error": type(exc).__name__})
-                self._failed_connects += 1
-                self._next_connect = now + min(60.0, self._retry_after * 2 ** min(self._failed_connects - 1, 6))
-                return False
-            conn = self._conn
+            return False
         looked_before, self._last_drain = self._last_drain, now
         try:
             if self._poller.poll(0):  # then read every complete reply, buffered ones included
                 while conn.can_read(0):
                     reply = conn.read_response(push_request=True)
-                    if reply in (b"PONG", "PONG") and self._pings:
-                        sent = self._pings.popleft()
-                        if looked_before - sent > self.lease:
-                            # It was not there when this process last looked, a lease after the
-                            # PING: Redis stopped answering for a while, and a writer may have
-                            # given up on it meanwhile. (An idle process, which did not look,
-                            # cannot tell, and keeps its copies: the same exposure as Redis's own
-                            # entries after a lost invalidation, see the README.)
-                            self.seq += 1
-                            self._drop_all()
-                        self._valid_until = sent + self.lease
-            if self._pings and now - self._pings[0] > 4 * self._socket_timeout:
-                raise TimeoutError("no answer to PING")
-            if len(self._pings) < 2 and now - self._last_ping >= self._ping_every:
-                conn.send_command("PING")
-                self._pings.append(now)
-                self._last_ping = now
-        except (RedisError, OSError) as exc:
+                    if reply is _PUSH or not self._renewals:
+                        continue
+                    sent = self._renewals.popleft()  # OK, or nil when the key was there (NX)
+                    if looked_before - sent > self.lease:
+                        # It was not there when this process last looked, a lease after the
+                        # write: Redis stopped answering for a while, and a writer may have
+                        # given up on it meanwhile.
+                        self.seq += 1
+                        self._drop_all()
+                    self._valid_until = sent + self.lease
+                    self._failures = 0
+            if self._renewals and now - self._renewals[0] > 4 * self._socket_timeout:
+                raise TimeoutError("no answer to the lease write")
+            if renew and len(self._renewals) < 2 and now - self._last_renewal >= self._renew_every:
+                conn.send_command("SET", self._lease_key, "1", "NX", "PX", self._LEASE_PX)
+                self._renewals.append(now)
+                self._last_renewal = now
+        except (RedisError, OSError) as exc:  # an error answer (read-only, OOM, ...) included
             self._broken(now, exc)
             return False
         return now < self._valid_until
@@ -607,8 +709,16 @@ class NearCache:
 
     def lookup(self, key: str) -> tuple[bytes | None, int | None]:
         """(payload or None, seq to pass to ``store``; None when copies cannot be used)."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()
+            self._last_lookup = now
+            if self._conn is None:
+                if self._maintain_every > 0:
+                    self._ensure_thread()
+                    self._wake.set()  # the thread connects; this request goes to Redis
+                    return None, None
+                if self._connect_due(now):
+                    self._try_connect(now, locked=True)
             if not self._drain(now):
                 return None, None
             entry = self._entries.get(key)
@@ -616,7 +726,8 @@ class NearCache:
                 return entry[0], self.seq
             return None, self.seq
 
-    def store(self, key: str, payload: bytes, deps: Sequence[str], seq: int) -> None:
+    def store(self, key: str, payload: bytes, deps: Sequence[str], seq: int, *, ttl: float | None = None) -> None:
+        """Keep a copy read after ``lookup`` returned ``seq``, for at most ``ttl`` seconds."""
         with self._lock:
             if self._conn is None or seq != self.seq:
                 return
@@ -625,7 +736,8 @@ class NearCache:
             elif len(self._entries) >= self._max_entries:
                 self._unindex(next(iter(self._entries)))
             deps = tuple(deps)
-            self._entries[key] = (payload, deps, self._clock() + self._ttl)
+            life = self._ttl if ttl is None else min(self._ttl, ttl)
+            self._entries[key] = (payload, deps, self._clock() + life)
             for dep in deps:
                 self._by_dep.setdefault(dep, set()).add(key)
 
@@ -663,6 +775,8 @@ class NearCache:
         self._entries.clear()
         self._by_dep.clear()
 
+
+_PUSH = object()  # what the push handler hands back to the reader: not a reply
 
 _near_caches: list[NearCache] = []
 
@@ -705,14 +819,17 @@ class RedisStore:
         self._put = self._client.register_script(_PUT_LUA)
         self._bump = self._client.register_script(_BUMP_LUA)
         # Invalidations this process could not deliver; on recovery every namespace is
-        # bumped, because an entry they should have defeated may still be in Redis.
+        # bumped, because an entry they should have defeated may still be in Redis. The
+        # generation keeps a loss recorded during a recovery from being cleared by it.
         self._lost_invalidations = False
+        self._lost_generation = 0
         self.near: NearCache | None = None
         max_near = int(getattr(settings, "CACHE_NEAR_MAX_ENTRIES", 0))
         if max_near > 0 and settings.REDIS_URL and _plain_redis_client():
             self.near = NearCache(
                 settings.REDIS_URL,
                 prefixes=tracked_prefixes(),
+                lease_key=near_lease_key(),
                 socket_timeout=_redis_socket_timeout(),
                 max_entries=max_near,
             )
@@ -729,12 +846,15 @@ class RedisStore:
             # A probe: while this process could not reach Redis, other processes may have
             # lost invalidations too (and may never call again), so it clears as if it had.
             self._lost_invalidations = True
+            self._lost_generation += 1
         try:
             if self._lost_invalidations:
                 # Before anything is read again: an entry that a lost invalidation should
                 # have defeated may still be in Redis, so every namespace is cleared.
+                generation = self._lost_generation
                 self._bump(keys=[clock_key(), *(namespace_key(ns) for ns in NAMESPACES)])
-                self._lost_invalidations = False
+                if self._lost_generation == generation:
+                    self._lost_invalidations = False
                 logger.warning("cache reachable again: cleared every namespace after lost invalidations")
             result = fn()
         except (RedisError, OSError) as exc:
@@ -765,7 +885,8 @@ class RedisStore:
         if int(result[0]) == 1:
             payload = bytes(result[1])
             if seq is not None and near is not None:
-                near.store(key, payload, bytes(result[2]).decode().split(), seq)
+                pttl = int(result[3])  # a copy never outlives the entry in Redis
+                near.store(key, payload, bytes(result[2]).decode().split(), seq, ttl=pttl / 1000 if pttl > 0 else None)
             return Hit(payload)
         leader = int(result[2]) == 1
         return Miss(ticket=int(result[1]), leader=leader, lock_token=token if leader else "")
@@ -805,6 +926,7 @@ class RedisStore:
             )
         except CacheUnavailable:
             self._lost_invalidations = True
+            self._lost_generation += 1
             if self.near is not None:
                 self.near.drop_all()
             raise

@@ -7,6 +7,7 @@ it pauses); no Redis behaviour is simulated.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 import time
@@ -142,8 +143,8 @@ def test_another_process_invalidation_is_seen_by_the_very_next_read(busy_redis):
 
 
 def ready(near: cache.NearCache) -> int:
-    """Wait for the lease (the first PING's answer); returns the seq to store with."""
-    deadline = time.monotonic() + 2
+    """Wait for the connection and the lease (the first lease write's answer); returns the seq."""
+    deadline = time.monotonic() + 3
     while True:
         _, seq = near.lookup("-")
         if seq is not None:
@@ -152,16 +153,38 @@ def ready(near: cache.NearCache) -> int:
         time.sleep(0.002)
 
 
+def make_near(url: str, **kwargs) -> cache.NearCache:
+    options = {"prefixes": cache.tracked_prefixes(), "lease_key": cache.near_lease_key(), "socket_timeout": 0.25}
+    options.update(kwargs)
+    return cache.NearCache(url, max_entries=options.pop("max_entries", 10), **options)
+
+
+def use_own_redis(settings, server) -> None:
+    settings.REDIS_URL = server.url
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 0.2,
+                "SOCKET_TIMEOUT": 0.2,
+                "CONNECTION_POOL_KWARGS": {"max_connections": 5, "retry_on_timeout": False},
+            },
+        }
+    }
+
+
 @pytest.mark.parametrize("how", ["namespace bump", "key deleted", "key expired", "flushdb"])
 def test_every_change_to_a_dependency_drops_the_copy(redis_server, how):
-    near = cache.NearCache(redis_server.url, prefixes=cache.tracked_prefixes(), socket_timeout=0.25, max_entries=10)
+    near = make_near(redis_server.url)
     client = raw(redis_server.url)
     deps = [cache.namespace_key(NS), cache.dep_user_key(4)]
     client.mset(dict.fromkeys(deps, 1))
     try:
         near.store("k", b"p", deps, ready(near))
-        other = ("k2", b"q", [cache.dep_user_key(40)])
-        near.store(*other, near.seq)
+        near.store("k2", b"q", [cache.dep_user_key(40)], near.seq)
         assert near.lookup("k")[0] == b"p"
         if how == "namespace bump":
             client.incr(deps[0])
@@ -175,7 +198,8 @@ def test_every_change_to_a_dependency_drops_the_copy(redis_server, how):
             client.flushdb()
         time.sleep(0.01)
 
-        assert near.lookup("k")[0] is None
+        payload, seq = near.lookup("k")
+        assert payload is None and seq is not None  # dropped by the push, the lease still holds
         assert near.lookup("k2")[0] == (None if how == "flushdb" else b"q")
     finally:
         near.close()
@@ -198,28 +222,44 @@ def test_a_broken_push_connection_drops_every_copy_then_reconnects(shared_redis)
 
     assert isinstance(result, cache.Hit) and not result.near  # from Redis, the copies are gone
     assert len(near) == 0
-    assert warm(store, key).payload == b"ctx-5"  # reconnected, tracking again
+    assert warm(store, key).payload == b"ctx-5"  # reconnected (by the thread), tracking again
     cache.RedisStore().bump([cache.dep_user_key(5)])
     assert isinstance(store.get(key, lock_key=None), cache.Miss)
 
 
-def test_a_copy_is_not_stored_when_a_push_was_processed_after_the_read(shared_redis):
-    store = cache.RedisStore()
-    near = near_of(store)
-    key, deps = fill(store, 6, b"ctx-6")
-    warm(store, key)
-    near.drop_all()
-    payload, seq = near.lookup(key)
-    assert payload is None and seq is not None
+def test_a_copy_is_not_stored_when_a_push_arrived_between_the_read_and_the_store(shared_redis):
+    near = make_near(shared_redis)
+    try:
+        seq = ready(near)
+        raw(shared_redis).incr(cache.dep_user_key(6006))  # any push, not one this copy depends on
+        time.sleep(0.01)
+        assert near.lookup("k")[1] != seq  # the push was read ...
+        near.store("k", b"p", [cache.dep_user_key(6)], seq)  # ... so a read made before it is not kept
+        assert len(near) == 0
+        near.store("k", b"p", [cache.dep_user_key(6)], near.lookup("k")[1])
+        assert len(near) == 1
+    finally:
+        near.close()
 
-    near.drop_deps([cache.dep_user_key(999)])  # any push processed in between
-    near.store(key, b"ctx-6", deps, seq)
 
-    assert len(near) == 0
+def test_a_copy_is_not_stored_across_a_reconnection(shared_redis):
+    near = make_near(shared_redis, retry_after=0.0)
+    try:
+        seq = ready(near)
+        client = raw(shared_redis)
+        own = [c for c in client.client_list() if c["addr"] == f"127.0.0.1:{near._conn._sock.getsockname()[1]}"]
+        client.client_kill_filter(_id=own[0]["id"])  # pushes sent now would be lost with it
+        time.sleep(0.02)
+        assert near.lookup("k") == (None, None)
+        ready(near)  # reconnected
+        near.store("k", b"p", [cache.dep_user_key(7)], seq)
+        assert len(near) == 0
+    finally:
+        near.close()
 
 
 def test_size_is_bounded_and_the_index_follows(shared_redis):
-    near = cache.NearCache(shared_redis, prefixes=cache.tracked_prefixes(), socket_timeout=0.25, max_entries=3)
+    near = make_near(shared_redis, max_entries=3)
     try:
         seq = ready(near)
         for i in range(5):
@@ -233,16 +273,23 @@ def test_size_is_bounded_and_the_index_follows(shared_redis):
         near.close()
 
 
+def test_a_copy_never_outlives_its_entry_in_redis(shared_redis):
+    store = cache.RedisStore()
+    key, _ = fill(store, 11, b"ctx-11")
+    raw(shared_redis).pexpire(key, 300)  # the entry has 0.3 s left in Redis
+    warm(store, key)
+    time.sleep(0.35)
+    assert not isinstance(store.get(key, lock_key=None), cache.Hit)
+
+
 def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_copies(redis_server):
     clock = FakeClock()
-    near = cache.NearCache(
-        redis_server.url, prefixes=cache.tracked_prefixes(), socket_timeout=0.2, max_entries=100, clock=clock
-    )
+    near = make_near(redis_server.url, socket_timeout=0.2, max_entries=100, clock=clock, maintain_every=0)
     try:
-        near.lookup("k")  # connects, sends the first PING
+        near.lookup("k")  # connects, sends the first lease write
         time.sleep(0.05)
         clock.now += 0.01
-        payload, seq = near.lookup("k")  # the answer grants a lease of socket_timeout / 2
+        payload, seq = near.lookup("k")  # its answer grants a lease of socket_timeout / 2
         assert payload is None and seq is not None
         near.store("k", b"p", ["d"], seq)
         clock.now += 0.01
@@ -250,29 +297,28 @@ def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_co
 
         redis_server.pause()
         clock.now += near.lease  # past the lease: no copy is served, whatever is cached
-        assert near.lookup("k") == (None, None)  # (sends a PING that the paused Redis holds)
+        assert near.lookup("k") == (None, None)  # (sends a lease write that the paused Redis holds)
         clock.now += near.lease * 2
         assert near.lookup("k") == (None, None)  # looked again a lease later: no answer yet
         assert len(near) == 1
 
         redis_server.resume()
         time.sleep(0.05)
-        clock.now += 1.0  # the PING sent during the pause is answered a second later
+        clock.now += 1.0  # the write sent during the pause is answered a second later
         assert near.lookup("k") == (None, None)
         assert len(near) == 0  # a late answer: a writer may have given up on Redis meanwhile
+        assert near._conn is not None  # (dropped for lateness, not for a broken connection)
     finally:
         redis_server.resume()
         near.close()
 
 
-def test_an_idle_process_keeps_its_copies_and_pings_at_most_every_quarter_lease(shared_redis):
+def test_an_idle_process_keeps_its_copies_and_renews_at_most_every_quarter_lease(shared_redis):
     clock = FakeClock()
-    near = cache.NearCache(
-        shared_redis, prefixes=cache.tracked_prefixes(), socket_timeout=0.2, max_entries=10, clock=clock
-    )
+    near = make_near(shared_redis, socket_timeout=0.2, clock=clock, maintain_every=0)
     sent: list[float] = []
     try:
-        near.lookup("k")  # connects, sends the first PING
+        near.lookup("k")  # connects, sends the first lease write
         real_send = near._conn.send_command
         near._conn.send_command = lambda *args: (sent.append(clock.now), real_send(*args))
         time.sleep(0.05)
@@ -296,23 +342,41 @@ def test_an_idle_process_keeps_its_copies_and_pings_at_most_every_quarter_lease(
         near.close()
 
 
+def test_a_long_idle_process_closes_its_connection_and_reopens_it_on_demand(shared_redis):
+    clock = FakeClock()
+    near = make_near(shared_redis, clock=clock, maintain_every=0, idle_close=60.0)
+    try:
+        near.lookup("k")
+        time.sleep(0.05)
+        near.store("k", b"p", ["d"], near.lookup("k")[1])
+        seq = near.seq
+        clock.now += 59.0
+        near.maintain()  # what the thread runs every second: reads what arrived
+        assert near._conn is not None and len(near) == 1
+        clock.now += 1.0
+        near.maintain()  # a minute without a lookup: no connection left to fill Redis's buffers
+        assert near._conn is None and len(near) == 0 and near.seq != seq
+        near.lookup("k")
+        assert near._conn is not None
+    finally:
+        near.close()
+
+
+def test_the_thread_connects_and_the_request_path_does_not(shared_redis):
+    near = make_near(shared_redis)
+    try:
+        assert near.lookup("k") == (None, None)
+        assert near._conn is None  # the lookup only woke the thread
+        ready(near)
+        assert near._conn is not None and near._thread_pid == os.getpid()
+    finally:
+        near.close()
+
+
 def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_serving_copies(redis_server, settings):
     # Real clocks, a real pause: the writer's invalidation times out (it is lost), and the
     # reader's next read does not come from its near cache.
-    settings.REDIS_URL = redis_server.url
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": redis_server.url,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 5, "retry_on_timeout": False},
-            },
-        }
-    }
+    use_own_redis(settings, redis_server)
     reader, writer = cache.RedisStore(), cache.RedisStore()
     try:
         key, _ = fill(reader, 7, b"ctx-7")
@@ -329,6 +393,46 @@ def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_servin
         writer.close()
 
 
+def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_server, settings):
+    # CLIENT PAUSE WRITE (a failover's first step) still answers PING; it holds every write,
+    # the invalidation's and the lease's alike, so copies stop being served.
+    use_own_redis(settings, redis_server)
+    reader, writer = cache.RedisStore(), cache.RedisStore()
+    try:
+        key, _ = fill(reader, 8, b"ctx-8")
+        warm(reader, key)
+        raw(redis_server.url).client_pause(1500, all=False)
+        with pytest.raises(cache.CacheUnavailable):
+            writer.bump([cache.dep_user_key(8)])
+        near = near_of(reader)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:  # a reader whose other requests keep looking
+            assert near.lookup(key)[0] is None, "a copy was served during a write pause"
+            time.sleep(0.005)
+    finally:
+        raw(redis_server.url).client_unpause()
+        reader.close()
+        writer.close()
+
+
+def test_an_error_answer_to_the_lease_drops_every_copy(redis_server):
+    near = make_near(redis_server.url, retry_after=5.0)
+    client = raw(redis_server.url)
+    try:
+        near.store("k", b"p", ["d"], ready(near))
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", "1")  # out of memory: writes are refused
+        deadline = time.monotonic() + 2
+        while near._conn is not None:
+            near.lookup("k")
+            assert time.monotonic() < deadline, "the refused lease write went unnoticed"
+            time.sleep(0.01)
+        assert len(near) == 0 and near.lookup("k") == (None, None)
+    finally:
+        client.config_set("maxmemory", "0")
+        near.close()
+
+
 def test_own_invalidations_drop_copies_before_the_push(shared_redis):
     store = cache.RedisStore()
     key, _ = fill(store, 8, b"ctx-8")
@@ -342,14 +446,21 @@ def test_a_forked_child_never_uses_the_parent_socket(shared_redis):
     near = near_of(store)
     key, _ = fill(store, 9, b"ctx-9")
     warm(store, key)
-    parent_conn = near._conn
-
-    near.forget_after_fork()  # what os.register_at_fork runs in the child
-
-    assert near._conn is None and len(near) == 0
-    assert parent_conn._sock is not None  # not shut down: it still belongs to the parent
-    assert warm(store, key).payload == b"ctx-9"  # the child connects on its own
-    parent_conn.disconnect()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: os.register_at_fork has run
+        try:
+            ok = near._conn is None and len(near) == 0 and near._thread_pid == 0
+            os.write(write_end, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert answer == b"1"
+    assert near._conn is not None and len(near) == 1  # the parent's connection and copies are intact
+    assert store.get(key, lock_key=None) == cache.Hit(b"ctx-9", near=True)
 
 
 def test_near_cache_can_be_turned_off(shared_redis, settings, monkeypatch):
@@ -367,7 +478,7 @@ def test_a_redis_that_refuses_tracking_leaves_the_near_cache_off(redis_server, c
     # An ACL user without the CLIENT command, as some managed Redis services hand out.
     raw(redis_server.url).acl_setuser("limited", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"])
     url = redis_server.url.replace("redis://", "redis://limited@")
-    near = cache.NearCache(url, prefixes=cache.tracked_prefixes(), socket_timeout=0.25, max_entries=10, retry_after=0)
+    near = make_near(url, retry_after=0, maintain_every=0)
     with caplog.at_level("WARNING", logger="cachemgmt.cache"):
         assert near.lookup("k") == (None, None)
         assert near.lookup("k") == (None, None)
@@ -377,22 +488,22 @@ def test_a_redis_that_refuses_tracking_leaves_the_near_cache_off(redis_server, c
 
 def test_reconnect_attempts_back_off_and_are_logged_once(redis_server, caplog):
     clock = FakeClock()
-    near = cache.NearCache(
-        redis_server.url, prefixes=cache.tracked_prefixes(), socket_timeout=0.1, max_entries=10, clock=clock
-    )
+    near = make_near(redis_server.url, socket_timeout=0.1, clock=clock, maintain_every=0)
     redis_server.stop()
     attempts = []
-    real_connect = near._connect
+    real_open = near._open
 
-    def counting(now):
-        attempts.append(now)
-        return real_connect(now)
+    def counting():
+        attempts.append(clock.now)
+        return real_open()
 
-    near._connect = counting
+    near._open = counting
     with caplog.at_level("WARNING", logger="cachemgmt.cache"):
         for _ in range(80):  # 20 s of requests, one every 250 ms
             assert near.lookup("k") == (None, None)
             clock.now += 0.25
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    assert gaps == [1.0, 2.0, 4.0, 8.0]
+    assert len(gaps) == 4
+    for gap, backoff in zip(gaps, [1.0, 2.0, 4.0, 8.0], strict=True):
+        assert 0.8 * backoff <= gap <= backoff + 0.25  # jittered, never sooner than 80 %
     assert [r.getMessage() for r in caplog.records] == ["near cache unavailable: serving from Redis"]
