@@ -452,7 +452,8 @@ class NearCache:
     Copies are stored only if no push, reconnection or drop happened between the read and
     the store (``seq``). A background thread per process connects (the request path never
     does), reads the socket once a second so an idle process's pushes do not pile up in
-    Redis, and closes the connection after ``idle_close`` seconds without a lookup.
+    Redis, and closes the connection after ``idle_close`` seconds without a lookup (a
+    process that stopped serving gives its connection back).
     """
 
     _LEASE_PX = 1000
@@ -467,7 +468,7 @@ class NearCache:
         max_entries: int,
         ttl: float = 60.0,
         retry_after: float = 1.0,
-        idle_close: float = 60.0,
+        idle_close: float = 600.0,
         maintain_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
