@@ -584,8 +584,8 @@ class NearCache:
         backoff = min(60.0, self._retry_after * 2 ** min(self._failures - 1, 6))
         self._next_connect = now + backoff * random.uniform(0.8, 1.0)
 
-    def _broken(self, now: float, exc: BaseException) -> None:
-        """Drop the connection and every copy. Lock held."""
+    def _disconnect(self) -> None:
+        """Drop the connection, the lease and every copy. Lock held."""
         conn, self._conn = self._conn, None
         self._poller = None
         self.seq += 1
@@ -595,19 +595,15 @@ class NearCache:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.disconnect()
+
+    def _broken(self, now: float, exc: BaseException) -> None:
+        self._disconnect()
         self._failed(now, exc, "near cache disconnected: serving from Redis")
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conn, self._conn = self._conn, None
-            self._poller = None
-            self.seq += 1
-            self._drop_all()
-            self._valid_until = 0.0
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    conn.disconnect()
+            self._disconnect()
         self._wake.set()
 
     def forget_after_fork(self) -> None:
@@ -650,14 +646,7 @@ class NearCache:
             if self._closed or self._conn is None:
                 return
             if now - self._last_lookup >= self._idle_close:
-                conn, self._conn = self._conn, None
-                self._poller = None
-                self.seq += 1
-                self._drop_all()
-                self._renewals.clear()
-                self._valid_until = 0.0
-                with contextlib.suppress(Exception):
-                    conn.disconnect()
+                self._disconnect()
                 return
             self._drain(now, renew=False)
 

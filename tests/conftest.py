@@ -161,6 +161,34 @@ class RedisServer:
         self.proc.send_signal(signal.SIGCONT)
 
 
+def use_redis_server(settings: Any, server: RedisServer, *, timeout: float, max_connections: int) -> None:
+    """Point this process's cache (``REDIS_URL`` and Django's cache) at ``server``."""
+    settings.REDIS_URL = server.url
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": timeout,
+                "SOCKET_TIMEOUT": timeout,
+                "CONNECTION_POOL_KWARGS": {"max_connections": max_connections, "retry_on_timeout": False},
+            },
+        }
+    }
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (``clock.now += 1.0``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(port=free_port(), workdir=tempfile.mkdtemp(prefix="redis-test-"))

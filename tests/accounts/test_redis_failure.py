@@ -9,36 +9,16 @@ import pytest
 from accounts import services
 from accounts.selectors import user_context_get
 from cachemgmt import cache
+from tests.conftest import FakeClock, use_redis_server
 from tests.factories import MembershipFactory, RoleFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def own_redis(redis_server, settings):
     """Point the project at a Redis server this test can stop, pause and restart."""
-    settings.REDIS_URL = redis_server.url
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": redis_server.url,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 20, "retry_on_timeout": False},
-            },
-        }
-    }
+    use_redis_server(settings, redis_server, timeout=0.2, max_connections=20)
     clock = FakeClock()
     store = cache.RedisStore(breaker=cache.CircuitBreaker(threshold=2, cooldown=5.0, clock=clock))
     cache.reset_store(store)

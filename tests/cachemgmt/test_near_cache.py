@@ -19,19 +19,11 @@ import redis
 from django.conf import settings
 
 from cachemgmt import cache
-from tests.conftest import service_missing
+from tests.conftest import FakeClock, service_missing, use_redis_server
 
 pytestmark = pytest.mark.services
 
 NS = "user_context"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -157,23 +149,6 @@ def make_near(url: str, **kwargs) -> cache.NearCache:
     options = {"prefixes": cache.tracked_prefixes(), "lease_key": cache.near_lease_key(), "socket_timeout": 0.25}
     options.update(kwargs)
     return cache.NearCache(url, max_entries=options.pop("max_entries", 10), **options)
-
-
-def use_own_redis(settings, server) -> None:
-    settings.REDIS_URL = server.url
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 5, "retry_on_timeout": False},
-            },
-        }
-    }
 
 
 @pytest.mark.parametrize("how", ["namespace bump", "key deleted", "key expired", "flushdb"])
@@ -373,46 +348,46 @@ def test_the_thread_connects_and_the_request_path_does_not(shared_redis):
         near.close()
 
 
-def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_serving_copies(redis_server, settings):
+@pytest.fixture
+def reader_and_writer(redis_server, settings) -> Iterator[tuple[cache.RedisStore, cache.RedisStore, str]]:
+    """Two stores on a Redis server of the test's own; the reader serves one entry near."""
+    use_redis_server(settings, redis_server, timeout=0.2, max_connections=5)
+    reader, writer = cache.RedisStore(), cache.RedisStore()
+    key, _ = fill(reader, 7, b"ctx-7")
+    warm(reader, key)
+    yield reader, writer, key
+    redis_server.resume()
+    raw(redis_server.url).client_unpause()
+    reader.close()
+    writer.close()
+
+
+def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_serving_copies(
+    redis_server, reader_and_writer
+):
     # Real clocks, a real pause: the writer's invalidation times out (it is lost), and the
     # reader's next read does not come from its near cache.
-    use_own_redis(settings, redis_server)
-    reader, writer = cache.RedisStore(), cache.RedisStore()
-    try:
-        key, _ = fill(reader, 7, b"ctx-7")
-        warm(reader, key)
-        redis_server.pause()
-        with pytest.raises(cache.CacheUnavailable):
-            writer.bump([cache.dep_user_key(7)])
+    reader, writer, key = reader_and_writer
+    redis_server.pause()
+    with pytest.raises(cache.CacheUnavailable):
+        writer.bump([cache.dep_user_key(7)])
 
-        with pytest.raises(cache.CacheUnavailable):
-            reader.get(key, lock_key=None)  # the lease ran out: to Redis, which times out
-    finally:
-        redis_server.resume()
-        reader.close()
-        writer.close()
+    with pytest.raises(cache.CacheUnavailable):
+        reader.get(key, lock_key=None)  # the lease ran out: to Redis, which times out
 
 
-def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_server, settings):
+def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_server, reader_and_writer):
     # CLIENT PAUSE WRITE (a failover's first step) still answers PING; it holds every write,
     # the invalidation's and the lease's alike, so copies stop being served.
-    use_own_redis(settings, redis_server)
-    reader, writer = cache.RedisStore(), cache.RedisStore()
-    try:
-        key, _ = fill(reader, 8, b"ctx-8")
-        warm(reader, key)
-        raw(redis_server.url).client_pause(1500, all=False)
-        with pytest.raises(cache.CacheUnavailable):
-            writer.bump([cache.dep_user_key(8)])
-        near = near_of(reader)
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:  # a reader whose other requests keep looking
-            assert near.lookup(key)[0] is None, "a copy was served during a write pause"
-            time.sleep(0.005)
-    finally:
-        raw(redis_server.url).client_unpause()
-        reader.close()
-        writer.close()
+    reader, writer, key = reader_and_writer
+    raw(redis_server.url).client_pause(1500, all=False)
+    with pytest.raises(cache.CacheUnavailable):
+        writer.bump([cache.dep_user_key(7)])
+    near = near_of(reader)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # a reader whose other requests keep looking
+        assert near.lookup(key)[0] is None, "a copy was served during a write pause"
+        time.sleep(0.005)
 
 
 def test_an_error_answer_to_the_lease_drops_every_copy(redis_server):

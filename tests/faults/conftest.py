@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from cachemgmt import cache
-from tests.conftest import RedisServer, WebProcess, free_port, process_env, spawn_gunicorn, wait_for_port
+from tests.conftest import (
+    RedisServer,
+    WebProcess,
+    free_port,
+    process_env,
+    spawn_gunicorn,
+    use_redis_server,
+    wait_for_port,
+)
 from tests.faults.harness import hardening_report, terminal_summary, warm_up  # noqa: F401 - fixture
 
 # Gunicorn workers of these tests probe a broken cache after this long (the default is 5 s).
@@ -27,20 +35,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture
 def own_redis(redis_server: RedisServer, settings: Any) -> Iterator[RedisServer]:
     """This process's cache on a Redis server of the test's own, with the web processes' breaker."""
-    settings.REDIS_URL = redis_server.url
-    settings.CACHES = {
-        "default": {
-            **settings.CACHES["default"],
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": redis_server.url,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": 0.25,
-                "SOCKET_TIMEOUT": 0.25,
-                "CONNECTION_POOL_KWARGS": {"max_connections": 50, "retry_on_timeout": False},
-            },
-        }
-    }
+    use_redis_server(settings, redis_server, timeout=0.25, max_connections=50)
     settings.CACHE_BREAKER_COOLDOWN_MS = BREAKER_COOLDOWN_MS
     cache.reset_store()
     yield redis_server
