@@ -13,7 +13,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ContextUser
-from accounts.conf import accounts_settings
 from accounts.serializers import (
     DetailSerializer,
     LoginInputSerializer,
@@ -21,19 +20,9 @@ from accounts.serializers import (
     LogoutInputSerializer,
     UserContextSerializer,
 )
-from accounts.services import LoginFailed, LoginThrottled, auth_login, auth_logout
+from accounts.services import LoginFailed, auth_login, auth_logout
+from accounts.throttling import LoginThrottled, client_address
 from accounts.tokens import TokenClaims
-
-
-def client_address(request: Request) -> str:
-    """REMOTE_ADDR, or the address the configured number of trusted proxies saw."""
-    proxies = int(accounts_settings.TRUSTED_PROXY_COUNT)
-    if proxies:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-        if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return str(request.META.get("REMOTE_ADDR", ""))
-
 
 _UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Missing, malformed, expired or revoked token.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pgtrigger
 from django.contrib.auth.models import AbstractUser, Permission
 from django.db import models
 from django.db.models import Q
@@ -18,6 +19,16 @@ class User(AbstractUser):
         super().set_password(raw_password)
         # A new password ends every session and token issued before it.
         self.token_version = (self.token_version or 0) + 1
+
+    class Meta(AbstractUser.Meta):
+        triggers = [
+            # Lowering it would bring back every token a logout-everywhere or a password change ended.
+            pgtrigger.Protect(
+                name="token_version_never_decreases",
+                operation=pgtrigger.Update,
+                condition=pgtrigger.Q(new__token_version__lt=pgtrigger.F("old__token_version")),
+            ),
+        ]
 
 
 class Profile(models.Model):
@@ -93,6 +104,45 @@ class RevokedToken(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["user", "expires_at"], name="revoked_user_expiry")]
+        # History, protected by the database against any writer (admin, ORM, raw SQL, another
+        # service): a row is never changed, and is deleted only once its token has expired or
+        # together with its user (checked at commit, so the user's cascade can run first).
+        triggers = [
+            pgtrigger.Protect(name="revocation_never_changes", operation=pgtrigger.Update),
+            pgtrigger.Trigger(
+                name="revocation_kept_while_live",
+                operation=pgtrigger.Delete,
+                when=pgtrigger.After,
+                timing=pgtrigger.Deferred,
+                condition=pgtrigger.Condition("OLD.expires_at > clock_timestamp()"),
+                func="""
+                    IF EXISTS (SELECT 1 FROM accounts_user u WHERE u.id = OLD.user_id) THEN
+                        RAISE EXCEPTION 'a revocation is kept until its token expires (jti %)', OLD.jti;
+                    END IF;
+                    RETURN NULL;
+                """,
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"revoked token of user {self.user_id}"
+
+
+class AccessAuditEntry(models.Model):
+    """One change to what someone may do (superuser or staff status, groups, permissions, a
+    role's or a group's grants, a membership): who made it and what changed. Read-only history."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept apart from ``actor`` so the record survives the actor's deletion.
+    actor_label = models.CharField(max_length=150)
+    target = models.CharField(max_length=200)
+    change = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "access audit entry"
+        verbose_name_plural = "access audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.target}: {self.change} (by {self.actor_label})"

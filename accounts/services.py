@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import authenticate
@@ -16,14 +14,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.conf import accounts_settings
 from accounts.context import UserContext
-from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.models import AccessAuditEntry, Membership, Organization, Profile, RevokedToken, Role, User
 from accounts.selectors import user_context_get
 from accounts.tokens import TokenClaims, token_issue
 from cachemgmt import cache
 
 logger = logging.getLogger("accounts")
+
+REVOCATION_PURGE_MARGIN = 300  # seconds past a revoked token's expiry before its record may go
 
 
 # --------------------------------------------------------------------------------------
@@ -60,12 +59,6 @@ def context_invalidate(
 # --------------------------------------------------------------------------------------
 
 
-class LoginThrottled(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Too many failed login attempts.")
-        self.retry_after = retry_after
-
-
 class LoginFailed(Exception):
     pass
 
@@ -77,40 +70,15 @@ class LoginResult:
     context: UserContext
 
 
-def normalize_username(username: str) -> str:
-    """The form throttling counts by: case, width and surrounding whitespace do not matter."""
-    return unicodedata.normalize("NFKC", username).strip().casefold()
-
-
-def _throttle_keys(username: str, client_address: str) -> list[tuple[str, int]]:
-    def digest(value: str) -> str:
-        # Keys never carry client input verbatim.
-        return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-    return [
-        (
-            cache.throttle_key("login-user", digest(normalize_username(username))),
-            int(accounts_settings.LOGIN_FAILURES_PER_USERNAME),
-        ),
-        (cache.throttle_key("login-addr", digest(client_address)), int(accounts_settings.LOGIN_FAILURES_PER_ADDRESS)),
-    ]
-
-
 def auth_login(*, username: str, password: str, client_address: str) -> LoginResult:
-    """Check credentials and issue a bearer token; failures are throttled per username and address.
+    """Check credentials and issue a bearer token.
 
-    The context is loaded (and cached) by the authentication backend, so the first request
-    with the new token is already warm.
+    Failures are throttled per username and address by the authentication backend, which
+    raises ``accounts.throttling.LoginThrottled``. The context is loaded (and cached) by the
+    backend, so the first request with the new token is already warm.
     """
-    window = int(accounts_settings.LOGIN_FAILURE_WINDOW)
-    keys = _throttle_keys(username, client_address)
-    for key, limit in keys:
-        if cache.window_get(key) >= limit:
-            raise LoginThrottled(cache.window_ttl(key, window))
-    user = authenticate(request=None, username=username.strip(), password=password)
+    user = authenticate(request=None, username=username.strip(), password=password, address=client_address)
     if user is None:
-        for key, _ in keys:
-            cache.window_incr(key, window=window)
         logger.info("login failed", extra={"reason": "credentials"})
         raise LoginFailed("Invalid username or password.")
     context = user_context_get(user_id=user.pk)
@@ -133,7 +101,10 @@ def auth_logout(*, claims: TokenClaims, everywhere: bool = False) -> None:
             jti=claims.jti,
             defaults={"user_id": claims.user_id, "expires_at": datetime.fromtimestamp(claims.expires_at, tz=UTC)},
         )
-    RevokedToken.objects.filter(user_id=claims.user_id, expires_at__lte=timezone.now()).delete()
+    # The database refuses to delete a revocation whose token still lives (by its own clock):
+    # purge only those well past expiry, so a clock difference can never fail a logout.
+    purge_before = timezone.now() - timedelta(seconds=REVOCATION_PURGE_MARGIN)
+    RevokedToken.objects.filter(user_id=claims.user_id, expires_at__lte=purge_before).delete()
     context_invalidate(user_ids=[claims.user_id])
 
 
@@ -233,3 +204,28 @@ def role_set_permissions(*, role_id: int, permission_codes: Iterable[str]) -> Ro
         wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
     role.permissions.set(wanted)  # m2m_changed invalidates the role
     return role
+
+
+# --------------------------------------------------------------------------------------
+# The audit of access changes
+# --------------------------------------------------------------------------------------
+
+
+def access_audit_record(*, actor: Any, target: str, changes: list[str]) -> AccessAuditEntry | None:
+    """Record who changed what someone may do; nothing when nothing changed."""
+    if not changes:
+        return None
+    label = str(actor.get_username()) if actor is not None else "system"
+    entry = AccessAuditEntry.objects.create(
+        actor_id=getattr(actor, "pk", None), actor_label=label[:150], target=target[:200], change="; ".join(changes)
+    )
+    logger.info("access changed", extra={"actor": label, "target": target, "change": entry.change})
+    return entry
+
+
+def describe_set_change(name: str, before: Iterable[str], after: Iterable[str]) -> list[str]:
+    """``["permissions: +a.b, -c.d"]``, or nothing when the two sets are equal."""
+    added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    if not added and not removed:
+        return []
+    return [f"{name}: " + ", ".join([*(f"+{item}" for item in added), *(f"-{item}" for item in removed)])]

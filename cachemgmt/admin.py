@@ -21,30 +21,7 @@ from cachemgmt.services import (
     sync_summary,
     zone_sync_start,
 )
-
-
-def _is_staff(request: HttpRequest) -> bool:
-    user = request.user
-    return bool(user.is_active and user.is_staff)
-
-
-class StaffReadOnlyAdmin(admin.ModelAdmin):
-    """Visible to every staff user, editable by nobody (records and pages, not data)."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from project.admin import StaffReadOnlyAdmin
 
 
 @admin.register(CacheAuditEntry)

@@ -1154,12 +1154,61 @@ def _shared(fn: Callable[[Any], Any]) -> Any:
     return fn(_django_cache())
 
 
-def window_incr(key: str, *, window: int) -> int:
-    """Increment a counter living ``window`` seconds from its first increment; returns the count."""
+# Atomic on the server: the count and its expiry are set together, so a burst of concurrent
+# attempts sees 1, 2, 3, ... and never two of them the same number.
+_RESERVE_LUA = """
+local n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+# Never re-creates an expired counter (a DECR on a missing key would leave -1 with no expiry).
+_RELEASE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+_local_window_lock = threading.Lock()
+
+
+def window_reserve(key: str, *, window: int) -> int:
+    """Add one to a counter living ``window`` seconds from its first use; returns the new count.
+
+    Atomic across every process on the cache: callers compare the returned count with their
+    limit, so concurrent callers can never all see a count under it.
+    """
+
+    def reserve(c: Any) -> int:
+        if backend_name() == "redis":
+            client = c.client.get_client(write=True)
+            return int(client.eval(_RESERVE_LUA, 1, c.client.make_key(key), window * 1000))
+        with _local_window_lock:
+            if c.add(key, 1, timeout=window):
+                return 1
+            try:
+                return int(c.incr(key))
+            except ValueError:  # expired between the two calls
+                c.set(key, 1, timeout=window)
+                return 1
+
     try:
-        return int(_shared(lambda c: 1 if c.add(key, 1, timeout=window) else c.incr(key)))
-    except (CacheUnavailable, ValueError):  # unreachable cache: count in this process
+        return int(_shared(reserve))
+    except CacheUnavailable:  # unreachable cache: count in this process
         return _fallback_incr(key, window)
+
+
+def window_release(key: str) -> None:
+    """Give back one ``window_reserve`` (an attempt that turned out not to count)."""
+
+    def release(c: Any) -> None:
+        if backend_name() == "redis":
+            c.client.get_client(write=True).eval(_RELEASE_LUA, 1, c.client.make_key(key))
+            return
+        with _local_window_lock, contextlib.suppress(ValueError):
+            c.decr(key)
+
+    try:
+        _shared(release)
+    except CacheUnavailable:
+        _fallback_release(key)
 
 
 def window_get(key: str) -> int:
@@ -1192,6 +1241,13 @@ def _fallback_incr(key: str, window: int) -> int:
         value += 1
         _fallback_counters[key] = (value, expires)
         return value
+
+
+def _fallback_release(key: str) -> None:
+    with _fallback_lock:
+        value, expires = _fallback_counters.get(key, (0, 0.0))
+        if value > 0:
+            _fallback_counters[key] = (value - 1, expires)
 
 
 def lock_acquire(name: str, *, ttl: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlparse
 
@@ -73,3 +74,16 @@ def env_url(name: str, schemes: tuple[str, ...], default: str | None = None) -> 
     if parsed.scheme not in {"sqlite"} and not parsed.hostname:
         raise EnvError(f"{name}: malformed URL (no host)")
     return value
+
+
+def env_networks(name: str, default: str) -> list[str]:
+    """Comma-separated addresses or networks (``10.0.0.0/8``, ``::1``), or ``*`` for any."""
+    items = env_list(name, default)
+    for item in items:
+        if item == "*":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise EnvError(f"{name}: expected addresses or networks (10.0.0.0/8, ::1) or *, got {item!r}") from None
+    return items

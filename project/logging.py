@@ -13,35 +13,67 @@ from typing import Any
 import structlog
 from structlog.processors import JSONRenderer as _JSON
 
-_SECRET_KEYS = re.compile(r"pass(word)?|secret|token|authorization|cookie|credential|api[_-]?key", re.I)
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED = "[redacted]"
 
+# Names whose values are secrets: as event keys, dict keys, header names, query or form
+# parameters, JSON members or ``name=value`` text (``access_token``, ``HTTP_AUTHORIZATION``,
+# ``X-Api-Key``, ``csrfmiddlewaretoken``, ``sessionid``...).
+_SECRET_NAME = r"pass(?:word|wd|phrase)?|secret|token|authorization|cookie|credential|api[_-]?key|sessionid|csrf"  # noqa: S105
+_SECRET_KEYS = re.compile(_SECRET_NAME, re.I)
+_NOT_SECRET_KEYS = frozenset({"token_version"})
+# An authorization scheme and its credentials, anywhere in a text.
+_SCHEME = re.compile(r"\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+|\b(basic)(\s+)[A-Za-z0-9+/]{6,}={0,2}", re.I)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# ``name=value``, ``name: value``, ``'name': 'value'``, ``"name": "value"``: a secret name, its
+# closing quote, the separator, then a quoted value (to its closing quote) or a bare one (to
+# the next delimiter of a query string, header, repr or JSON text).
+_PAIR = re.compile(
+    rf"""(\b[\w.-]*?(?:{_SECRET_NAME})[\w.-]*["']?\s*[:=]\s*)"""
+    r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|b'(?:[^'\\]|\\.)*'|[^\s&,;'"<>)}\]]+)""",
+    re.I,
+)
+# Every pattern above starts with one of these; most strings hold none, and one search is
+# far cheaper than three substitutions.
+_SUSPECT = re.compile(rf"eyJ|bearer|basic|{_SECRET_NAME}", re.I)
 
-# Both patterns above start with one of these; most strings contain neither, and one search
-# is far cheaper than two substitutions.
-_SUSPECT = re.compile(r"eyJ|bearer", re.I)
 
-
-def _scrub_text(text: str) -> str:
+def scrub_text(text: str) -> str:
+    """``text`` with every credential it carries replaced by ``[redacted]``."""
     if not _SUSPECT.search(text):
         return text
-    return _JWT.sub(REDACTED, _BEARER.sub(r"\1" + REDACTED, text))
+    text = _SCHEME.sub(lambda m: (m.group(1) or m.group(3)) + (m.group(2) or m.group(4)) + REDACTED, text)
+    text = _PAIR.sub(lambda m: m.group(1) + REDACTED, text)
+    return _JWT.sub(REDACTED, text)
 
 
 @functools.lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEYS.search(key)) and key != "token_version"
+    return bool(_SECRET_KEYS.search(key)) and key not in _NOT_SECRET_KEYS
 
 
-def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop values of secret-looking keys and any bearer token or JWT inside strings."""
+def _redact(key: Any, value: Any, depth: int = 0) -> Any:
+    if isinstance(key, str) and _is_secret_key(key):
+        return REDACTED
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return scrub_text(value)
+    if depth < 8 and isinstance(value, dict):
+        return {k: _redact(k, v, depth + 1) for k, v in value.items()}
+    if depth < 8 and isinstance(value, list | tuple | set | frozenset):
+        return [_redact(None, item, depth + 1) for item in value]
+    # Any other object (a request, an exception, bytes) is logged as its scrubbed repr.
+    return scrub_text(repr(value))
+
+
+def redact_event(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop values of secret-looking keys, and every credential inside any other value.
+
+    It runs last, after tracebacks are formatted and in the formatter every handler uses,
+    so no logger, argument, extra field, request repr or exception can carry a secret out.
+    """
     for key, value in list(event_dict.items()):
-        if _is_secret_key(key):
-            event_dict[key] = REDACTED
-        elif isinstance(value, str):
-            event_dict[key] = _scrub_text(value)
+        event_dict[key] = _redact(key, value)
     return event_dict
 
 
@@ -51,7 +83,6 @@ FOREIGN_PRE_CHAIN: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.stdlib.ExtraAdder(),
-    redact_secrets,
 ]
 
 
@@ -86,13 +117,26 @@ _ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "user_id", "context
 
 
 class Formatter(structlog.stdlib.ProcessorFormatter):
-    """structlog's formatter, with a direct path for the access line in JSON mode.
+    """structlog's formatter with redaction as its last step, and a direct path for the access
+    line in JSON mode.
+
+    Every record of every logger reaches the handlers through this formatter: tracebacks are
+    formatted into text first, then ``redact_event`` scrubs every value, then the renderer runs.
 
     Every request logs that line, and the generic chain (contextvars, level, name,
     timestamp, extra-copying, rendering) costs several times more than the request's
     own context lookup; the direct path builds the same JSON object in one step, through
     the same redaction.
     """
+
+    def __init__(self, *args: Any, processor: Any = None, **kwargs: Any) -> None:
+        kwargs["processors"] = [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_event,
+            processor or renderer,
+        ]
+        super().__init__(*args, **kwargs)
 
     def format(self, record: logging.LogRecord) -> str:
         if record.name != ACCESS_LOGGER or record.exc_info or not isinstance(renderer.inner(), _JSON):
@@ -103,7 +147,7 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
         event["timestamp"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat().replace("+00:00", "Z")
         for name in _ACCESS_FIELDS:
             event[name] = getattr(record, name, None)
-        redact_secrets(None, "", event)
+        redact_event(None, "", event)
         return json.dumps(event, default=repr)
 
 

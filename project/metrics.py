@@ -8,12 +8,16 @@ process and cost the request path nothing. Under gunicorn with several workers s
 
 from __future__ import annotations
 
+import functools
+import hmac
+import ipaddress
 import logging
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -81,7 +85,33 @@ def _registry() -> Any:
     return REGISTRY
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(allowed: tuple[str, ...]) -> tuple[Any, ...]:
+    return tuple(ipaddress.ip_network(item, strict=False) for item in allowed if item != "*")
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """``METRICS_TOKEN`` as a bearer token, or a connecting address in ``METRICS_ALLOWED_IPS``."""
+    token = settings.METRICS_TOKEN
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if token and header[:7].lower() == "bearer " and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        return True
+    allowed = tuple(settings.METRICS_ALLOWED_IPS)
+    if "*" in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    return any(address in network for network in _networks(allowed))
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        return JsonResponse(
+            {"detail": "Metrics are restricted (METRICS_ALLOWED_IPS, METRICS_TOKEN).", "code": "permission_denied"},
+            status=403,
+        )
     if request.method not in {"GET", "HEAD"}:
         return HttpResponseNotAllowed(["GET", "HEAD"])
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from project.env import EnvError, env_bool, env_choice, env_int, env_list, env_str, env_url
+from project.env import EnvError, env_bool, env_choice, env_int, env_list, env_networks, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "pgtrigger",
     "accounts",
     "zones",
     "cachemgmt",
@@ -178,7 +179,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ContextTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",
@@ -196,6 +197,9 @@ SPECTACULAR_SETTINGS = {
 
 # Bodies larger than this are refused with 413 before parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY", 64 * 1024, minimum=1024)
+# JSON bodies nested deeper than this are refused with 400 before parsing (no API body nests
+# past a few levels; Python's parser recurses once per level).
+JSON_MAX_DEPTH = 32
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -224,13 +228,22 @@ LOGGING = {
     },
 }
 
+# --- Metrics ----------------------------------------------------------------------------
+# /metrics answers the addresses listed here (matched against the connecting address, never a
+# forwarded one) and any request bearing METRICS_TOKEN; open to all in the demo, to none by
+# default in production.
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "*" if DEBUG else "")
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+
 # --- Production hardening (active when DEBUG=0) ------------------------------------------
 if not DEBUG:
     SECURE_CONTENT_TYPE_NOSNIFF = True
     X_FRAME_OPTIONS = "DENY"
     SESSION_COOKIE_HTTPONLY = True
     SECURE_REFERRER_POLICY = "same-origin"
-if env_bool("SECURE_COOKIES", False):
+# On by default in production: plain-HTTP deployments (a private network, the benchmark) say
+# SECURE_COOKIES=0 explicitly.
+if env_bool("SECURE_COOKIES", not DEBUG):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from project.admin import StaffReadOnlyAdmin
 from zones.models import Zone, ZoneAssignment, ZoneSyncRun
 
 
@@ -22,13 +23,7 @@ class ZoneAssignmentAdmin(admin.ModelAdmin):
 
 
 @admin.register(ZoneSyncRun)
-class ZoneSyncRunAdmin(admin.ModelAdmin):
+class ZoneSyncRunAdmin(StaffReadOnlyAdmin):
     list_display = ("started_at", "finished_at", "source", "status", "rows", "skipped")
     list_filter = ("status", "source")
     readonly_fields = ("started_at", "finished_at", "source", "status", "rows", "skipped", "error")
-
-    def has_add_permission(self, request: object) -> bool:
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from project.logging import FOREIGN_PRE_CHAIN
+from project.logging import FOREIGN_PRE_CHAIN, Formatter
 from tests.factories import MembershipFactory, UserFactory
 
 
@@ -60,9 +60,7 @@ class LogCapture:
     def handler(self) -> logging.Handler:
         handler = logging.StreamHandler(self.stream)
         handler.setFormatter(
-            structlog.stdlib.ProcessorFormatter(
-                processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN
-            )
+            Formatter(processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN)
         )
         handler.setLevel(logging.DEBUG)
         return handler

@@ -11,7 +11,8 @@ from tests.conftest import ROOT
 
 
 def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"}}
+    unset = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECURE_COOKIES", "METRICS_ALLOWED_IPS"}
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
     environment.update(DJANGO_SETTINGS_MODULE="project.settings", DEBUG="0", ALLOWED_HOSTS="api.example.com", **env)
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -25,6 +26,13 @@ def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
 
 def test_production_settings_pass_check_deploy():
     result = deploy_check(SECRET_KEY=secrets.token_urlsafe(50), SECURE_COOKIES="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_defaults_pass_check_deploy_without_any_opt_in():
+    """SECURE_COOKIES defaults to on when DEBUG=0: a forgotten variable is not an insecure deployment."""
+    result = deploy_check(SECRET_KEY=secrets.token_urlsafe(50))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -9,7 +9,7 @@ import pytest
 import structlog
 from rest_framework.test import APIClient
 
-from project.logging import FOREIGN_PRE_CHAIN
+from project.logging import FOREIGN_PRE_CHAIN, Formatter
 from tests.factories import PASSWORD, MembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,11 +20,7 @@ def all_log_output():
     """Every record at every level, rendered the way production renders it (JSON) and raw."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN
-        )
-    )
+    handler.setFormatter(Formatter(processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN))
     handler.setLevel(logging.DEBUG)
     records: list[logging.LogRecord] = []
     recorder = logging.Handler(logging.DEBUG)

@@ -66,7 +66,7 @@ def test_cache_keys_are_built_from_ids_or_digests_only():
 
     builders = [name for name in dir(cache) if name.endswith("_key") and callable(getattr(cache, name))]
     assert set(builders) >= {"entry_key", "dep_user_key", "throttle_key", "task_lock_key"}
-    services_source = (ROOT / "accounts" / "services.py").read_text()
-    assert "hashlib.sha256" in services_source and "cache.throttle_key(" in services_source
+    throttling_source = (ROOT / "accounts" / "throttling.py").read_text()
+    assert "hashlib.sha256" in throttling_source and "cache.throttle_key(" in throttling_source
     for name in ("dep_user_key", "dep_organization_key", "dep_role_key"):
         assert "int(" in inspect.getsource(getattr(cache, name))

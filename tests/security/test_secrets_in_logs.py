@@ -1,0 +1,87 @@
+"""No secret reaches a log line from any source: query strings, request reprs, headers, bodies, exceptions.
+
+Every test renders through the formatter the project configures on the root handler, so what
+is checked is what production writes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import PASSWORD, MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def production_log() -> Iterator[io.StringIO]:
+    """Every record, at every level, rendered by the project's configured formatter."""
+    configured = logging.getLogger().handlers[0].formatter
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(configured)
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@pytest.fixture
+def token() -> str:
+    user = MembershipFactory().user
+    login = APIClient().post("/api/auth/login", {"username": user.username, "password": PASSWORD}, format="json")
+    return login.json()["access_token"]
+
+
+def assert_no_secret(text: str, *secrets: str) -> None:
+    assert text.strip(), "nothing was logged, so nothing was checked"
+    for secret in secrets:
+        assert secret not in text, secret
+        for part in secret.split("."):  # each part of a token is a secret on its own
+            if len(part) > 8:
+                assert part not in text, part
+
+
+def test_a_query_string_with_a_token_and_a_password(production_log, token):
+    response = APIClient().get("/api/me", {"access_token": token, "password": PASSWORD, "refresh_token": "r" * 40})
+    assert response.status_code == 401
+    text = production_log.getvalue()
+    assert "Unauthorized" in text and "WSGIRequest" in text  # django.request logged the request's repr
+    assert_no_secret(text, token, PASSWORD.replace(" ", "+"), PASSWORD.replace(" ", "%20"), "r" * 40)
+
+
+def test_headers_logged_by_any_logger(production_log, token):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}", "HTTP_COOKIE": "sessionid=s3ss10nS3cr3t; csrftoken=csrfS3cr3t"}
+    logging.getLogger("thirdparty.client").warning("request headers %s", headers)
+    logging.getLogger("thirdparty.client").info("sent", extra={"headers": headers, "meta": str(headers)})
+    logging.getLogger("thirdparty.client").info("auth header: Authorization: Basic dXNlcjpjb3JyZWN0IGhvcnNl")
+    assert_no_secret(production_log.getvalue(), token, "s3ss10nS3cr3t", "csrfS3cr3t", "dXNlcjpjb3JyZWN0IGhvcnNl")
+
+
+def test_bodies_logged_by_any_logger(production_log, token):
+    json_body = f'{{"username": "alice", "password": "{PASSWORD}", "refresh_token": "{token}"}}'.encode()
+    form_body = f"username=alice&password={PASSWORD.replace(' ', '+')}".encode()
+    logging.getLogger("thirdparty.debug").debug("body %r", json_body)
+    logging.getLogger("thirdparty.debug").debug("form %s", form_body.decode())
+    logging.getLogger("thirdparty.debug").info("parsed", extra={"data": {"username": "alice", "password": PASSWORD}})
+    assert_no_secret(production_log.getvalue(), token, PASSWORD, PASSWORD.replace(" ", "+"))
+
+
+def test_exceptions_and_their_tracebacks(production_log, token):
+    try:
+        raise ValueError(f"could not verify Bearer {token} with password={PASSWORD!r}")
+    except ValueError:
+        logging.getLogger("thirdparty.worker").exception("verification crashed")
+    text = production_log.getvalue()
+    assert "Traceback" in text and "verification crashed" in text
+    assert_no_secret(text, token, PASSWORD)
