@@ -31,13 +31,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
-    from bench import run as R
+    from bench.config import parse_args, tokens_of
+    from bench.postgres import Postgres
+    from bench.server import base_env, mode_env
 
-    cfg = R.parse_args(["--quick"])
-    pg = R.Postgres(cfg.pg_admin_url, cfg.db_name)
+    cfg = parse_args(["--quick"])
+    pg = Postgres(cfg.pg_admin_url, cfg.db_name)
     os.environ.clear()
-    os.environ.update(R.mode_env(cfg, R.base_env(cfg, pg.db_url()), "ours-redis", args.run_dir))
-    _, tokens = R.tokens_of(args.run_dir, "ours-redis")
+    os.environ.update(mode_env(cfg, base_env(cfg, pg.db_url()), "ours-redis", args.run_dir))
+    _, tokens = tokens_of(args.run_dir, "ours-redis")
 
     import django
 

@@ -31,15 +31,17 @@ def main() -> None:
     parser.add_argument("--pyinstrument", type=Path, help="also profile one batch, writing pyinstrument's text here")
     args = parser.parse_args()
 
-    from bench import run as R
+    from bench.config import parse_args, tokens_of
+    from bench.postgres import Postgres
+    from bench.server import base_env, mode_env
 
-    cfg = R.parse_args(["--quick"])
-    pg = R.Postgres(cfg.pg_admin_url, cfg.db_name)
-    env = R.mode_env(cfg, R.base_env(cfg, pg.db_url()), args.mode, args.run_dir)
+    cfg = parse_args(["--quick"])
+    pg = Postgres(cfg.pg_admin_url, cfg.db_name)
+    env = mode_env(cfg, base_env(cfg, pg.db_url()), args.mode, args.run_dir)
     env.update(dict(item.split("=", 1) for item in args.env))
     os.environ.clear()
     os.environ.update(env)
-    _, tokens = R.tokens_of(args.run_dir, args.mode)
+    _, tokens = tokens_of(args.run_dir, args.mode)
 
     import django
 

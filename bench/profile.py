@@ -25,7 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import run as R
+from bench.config import LUA, MODES, RESULTS, parse_args, tokens_of
+from bench.postgres import Postgres
+from bench.redis_probe import RedisProbe
+from bench.server import Server, base_env, mode_env
+from bench.steps import prepare_mode, setup_database
 
 # A sample whose innermost frame is one of these is a thread waiting (a worker's main thread for
 # its next connection, or the pool, scheduler and counter threads): idle, left out.
@@ -116,10 +120,10 @@ def analyse(raw: Path, requests: float, rate: int) -> dict[str, Any]:
 
 def reanalyse(rate: int) -> None:
     """Re-categorize the stored raw stacks (after a change to the categories)."""
-    path = R.RESULTS / "profile.json"
+    path = RESULTS / "profile.json"
     report = json.loads(path.read_text())
     for mode, data in report.items():
-        fresh = analyse(R.RESULTS / f"profile-{mode}.txt.gz", data["requests"], rate)
+        fresh = analyse(RESULTS / f"profile-{mode}.txt.gz", data["requests"], rate)
         report[mode] = {**data, **fresh}
         print_mode(mode, report[mode])
     path.write_text(json.dumps(report, indent=1) + "\n")
@@ -136,7 +140,7 @@ def print_mode(mode: str, data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", nargs="+", default=["ours-redis", "ours-local"], choices=R.MODES)
+    parser.add_argument("--modes", nargs="+", default=["ours-redis", "ours-local"], choices=MODES)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second per worker")
@@ -149,19 +153,19 @@ def main() -> None:
     spy_binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy_binary).exists():
         raise SystemExit("py-spy is not installed: pip install -r requirements-bench.txt")
-    cfg = R.parse_args(["--quick", "--workers", str(args.workers), "--cold-levels", "1000"])
+    cfg = parse_args(["--quick", "--workers", str(args.workers), "--cold-levels", "1000"])
     run_dir = Path(tempfile.mkdtemp(prefix="authctx-profile-"))
-    pg, probe = R.Postgres(cfg.pg_admin_url, cfg.db_name), R.RedisProbe(cfg)
-    env = R.base_env(cfg, pg.db_url())
-    R.setup_database(cfg, pg, probe, env, run_dir)
-    R.RESULTS.mkdir(parents=True, exist_ok=True)
+    pg, probe = Postgres(cfg.pg_admin_url, cfg.db_name), RedisProbe(cfg)
+    env = base_env(cfg, pg.db_url())
+    setup_database(cfg, pg, probe, env, run_dir)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {}
     for index, mode in enumerate(args.modes):
-        server = R.Server(cfg, mode, R.mode_env(cfg, env, mode, run_dir), run_dir, cfg.port + 20 + index)
+        server = Server(cfg, mode, mode_env(cfg, env, mode, run_dir), run_dir, cfg.port + 20 + index)
         try:
-            R.prepare_mode(cfg, server, run_dir)
+            prepare_mode(cfg, server, run_dir)
             assert server.proc is not None
-            tokens, _ = R.tokens_of(run_dir, mode)
+            tokens, _ = tokens_of(run_dir, mode)
             duration = args.seconds + 4
             wrk = subprocess.Popen(
                 [
@@ -171,7 +175,7 @@ def main() -> None:
                     f"-d{duration}s",
                     "--latency",
                     "-s",
-                    str(R.LUA),
+                    str(LUA),
                     f"http://127.0.0.1:{server.port}/api/me",
                     "--",
                     str(tokens),
@@ -180,7 +184,7 @@ def main() -> None:
                 text=True,
             )
             time.sleep(2)
-            raw = R.RESULTS / f"profile-{mode}.txt"
+            raw = RESULTS / f"profile-{mode}.txt"
             spy = [spy_binary, "record", "-p", str(server.proc.pid), "--subprocesses", "--idle", "-r", str(args.rate)]
             subprocess.run(
                 [*spy, "-d", str(args.seconds), "-f", "raw", "-o", str(raw)],
@@ -197,7 +201,7 @@ def main() -> None:
         finally:
             server.stop()
         print_mode(mode, report[mode])
-    (R.RESULTS / "profile.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / "profile.json").write_text(json.dumps(report, indent=1) + "\n")
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
