@@ -14,7 +14,6 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ContextUser
 from accounts.serializers import (
-    DetailSerializer,
     LoginInputSerializer,
     LoginOutputSerializer,
     LogoutInputSerializer,
@@ -23,6 +22,7 @@ from accounts.serializers import (
 from accounts.services import LoginFailed, auth_login, auth_logout
 from accounts.throttling import LoginThrottled, client_address
 from accounts.tokens import TokenClaims
+from cachemgmt.serializers import DetailSerializer
 
 _UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Missing, malformed, expired or revoked token.")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pgtrigger
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.db import models
 from django.db.models import Q
+
+from cachemgmt.capture import Capture
 
 
 class User(AbstractUser):
@@ -22,6 +24,8 @@ class User(AbstractUser):
 
     class Meta(AbstractUser.Meta):
         triggers = [
+            # Logins update last_login only: that is no change to the context.
+            Capture(kind="user", column="id", ignore=("last_login",)),
             # Lowering it would bring back every token a logout-everywhere or a password change ended.
             pgtrigger.Protect(
                 name="token_version_never_decreases",
@@ -37,6 +41,9 @@ class Profile(models.Model):
     locale = models.CharField(max_length=16, default="en")
     timezone = models.CharField(max_length=64, default="UTC")
 
+    class Meta:
+        triggers = [Capture(kind="user", column="user_id")]
+
     def __str__(self) -> str:
         return self.display_name or f"profile of user {self.user_id}"
 
@@ -48,6 +55,7 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        triggers = [Capture(kind="organization", column="id")]
 
     def __str__(self) -> str:
         return self.name
@@ -59,6 +67,7 @@ class Role(models.Model):
 
     class Meta:
         ordering = ["name"]
+        triggers = [Capture(kind="role", column="id")]
 
     def __str__(self) -> str:
         return self.name
@@ -81,6 +90,7 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_user_and_org"),
         ]
         indexes = [models.Index(fields=["organization", "is_active"], name="membership_org_active")]
+        triggers = [Capture(kind="user", column="user_id")]
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.organization_id} as {self.role_id}"
@@ -108,6 +118,7 @@ class RevokedToken(models.Model):
         # service): a row is never changed, and is deleted only once its token has expired or
         # together with its user (checked at commit, so the user's cascade can run first).
         triggers = [
+            Capture(kind="user", column="user_id"),
             pgtrigger.Protect(name="revocation_never_changes", operation=pgtrigger.Update),
             pgtrigger.Trigger(
                 name="revocation_kept_while_live",
@@ -146,3 +157,53 @@ class AccessAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target}: {self.change} (by {self.actor_label})"
+
+
+# Change capture on the tables the project does not declare itself (Django's permissions and
+# groups, and the many-to-many tables): proxies carry their triggers (``cachemgmt.capture``).
+
+
+class RolePermissionCapture(Role.permissions.through):  # type: ignore[misc,name-defined]
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="role", column="role_id")]
+
+
+class UserGroupCapture(User.groups.through):  # type: ignore[misc,name-defined]
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="user", column="user_id")]
+
+
+class UserPermissionCapture(User.user_permissions.through):  # type: ignore[misc,name-defined]
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="user", column="user_id")]
+
+
+class PermissionCapture(Permission):
+    """A permission's name or code shows in every context holding it: the global key."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="permissions", column=None)]
+
+
+class GroupCapture(Group):
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="permissions", column=None)]
+
+
+class GroupPermissionCapture(Group.permissions.through):  # type: ignore[misc,name-defined]
+    """A group's permissions reach every member: the global key (as the signal path does)."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = [Capture(kind="permissions", column=None)]

@@ -9,8 +9,9 @@ from django.contrib.auth.models import Group, Permission
 from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from accounts.dependencies import context_invalidate
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
-from accounts.services import context_invalidate
+from zones.signals import zones_changed
 
 _M2M_WRITES = {"post_add", "post_remove", "post_clear", "pre_clear"}
 
@@ -79,6 +80,10 @@ def user_m2m_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_
         context_invalidate(permissions=True)
 
 
+def zones_snapshot_changed(sender: Any, organization_ids: list[int], every_organization: bool, **_: Any) -> None:
+    context_invalidate(organization_ids=organization_ids, zones=every_organization)
+
+
 def connect() -> None:
     receivers: list[tuple[type[Model], Callable[..., None]]] = [
         (User, user_changed),
@@ -97,3 +102,4 @@ def connect() -> None:
     m2m_changed.connect(user_m2m_changed, sender=User.groups.through, dispatch_uid="ctx-user-groups")
     m2m_changed.connect(user_m2m_changed, sender=User.user_permissions.through, dispatch_uid="ctx-user-perms")
     m2m_changed.connect(group_permissions_changed, sender=Group.permissions.through, dispatch_uid="ctx-group-perms")
+    zones_changed.connect(zones_snapshot_changed, dispatch_uid="ctx-zones")

@@ -16,13 +16,16 @@ from django.utils import timezone
 
 from accounts.conf import accounts_settings
 from accounts.context import ZONES_PENDING, ZONES_READY, UserContext, build_context, context_from_payload
+from accounts.dependencies import context_deps
 from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
 from cachemgmt import cache
+from cachemgmt.carrier import cache_trusted
 from project import request_context
 from zones.conf import zones_settings
 from zones.models import Zone, ZoneAssignment, ZoneSyncRun
 from zones.selectors import OVERDUE_INTERVALS
 from zones.selectors import snapshot_status as zone_snapshot_status
+from zones.signals import zone_snapshot_overdue
 
 NAMESPACE = "user_context"
 
@@ -42,6 +45,12 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     """
     if cache.invalidations_pending():
         # This transaction changed rows behind contexts: read its own writes, cache nothing.
+        return user_context_load(user_id=user_id)
+    if not cache_trusted():
+        # The carrier of other writers' changes is down or behind: cached contexts may miss
+        # a committed change, so the database answers until it has caught up.
+        request_context.context_cache_set("bypass")
+        cache.count(NAMESPACE, "misses")
         return user_context_load(user_id=user_id)
     result = cache.entry_get(NAMESPACE, user_id)
     request_context.context_cache_set("hit" if isinstance(result, cache.Hit) else "miss")
@@ -75,29 +84,17 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     return context
 
 
-def context_deps(context: UserContext) -> list[str]:
-    """The dependency keys a context was built from (see ``cachemgmt.cache``)."""
-    deps = [cache.dep_user_key(context.user_id), cache.dep_permissions_key(), cache.dep_zones_key()]
-    if context.organization_id is not None:
-        deps.append(cache.dep_organization_key(context.organization_id))
-    if context.role_id is not None:
-        deps.append(cache.dep_role_key(context.role_id))
-    return deps
-
-
 def _ttl() -> int:
     return int(accounts_settings.USER_CONTEXT_TTL)
 
 
 def _zones_sync_hook(*, reason: str, check_snapshot: bool) -> None:
-    """Ask for one zone sync when the snapshot is missing or overdue.
+    """Announce that the zones snapshot is missing or overdue; zones answers with one sync.
 
-    zones.services deduplicates (one request per interval, none while a sync runs) and
-    never waits for the broker, so this costs a request nothing noticeable.
+    Its receiver deduplicates (one request per interval, none while a sync runs) and never
+    waits for the broker, so this costs a request nothing noticeable.
     """
-    from zones.services import zone_sync_request
-
-    zone_sync_request(reason=reason, check_snapshot=check_snapshot)
+    zone_snapshot_overdue.send(sender=UserContext, reason=reason, check_snapshot=check_snapshot)
 
 
 # --------------------------------------------------------------------------------------

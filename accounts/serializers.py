@@ -63,7 +63,3 @@ class LoginOutputSerializer(serializers.Serializer):
     token_type = serializers.CharField()
     expires_in = serializers.IntegerField()
     context = UserContextSerializer()  # type: ignore[assignment]  # a field, popped by DRF's metaclass
-
-
-class DetailSerializer(serializers.Serializer):
-    detail = serializers.CharField()

@@ -1,4 +1,4 @@
-"""Writes: login, logout, membership and role changes, and the invalidation of cached contexts."""
+"""Writes: login, logout, users, memberships and roles (each invalidating what it changed), the access audit."""
 
 from __future__ import annotations
 
@@ -15,43 +15,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.context import UserContext
+from accounts.dependencies import context_invalidate
 from accounts.models import AccessAuditEntry, Membership, Organization, Profile, RevokedToken, Role, User
 from accounts.selectors import user_context_get
 from accounts.tokens import TokenClaims, token_issue
-from cachemgmt import cache
 
 logger = logging.getLogger("accounts")
 
 REVOCATION_PURGE_MARGIN = 300  # seconds past a revoked token's expiry before its record may go
-
-
-# --------------------------------------------------------------------------------------
-# Invalidation
-# --------------------------------------------------------------------------------------
-
-
-def context_invalidate(
-    *,
-    user_ids: Iterable[int] = (),
-    organization_ids: Iterable[int] = (),
-    role_ids: Iterable[int] = (),
-    permissions: bool = False,
-    zones: bool = False,
-) -> None:
-    """Defeat every cached context built from these rows, once the current transaction commits.
-
-    One cache round trip whatever the number of keys; a role or an organization is one key,
-    however many users hold it. Inside a rolled-back transaction nothing happens.
-    """
-    deps = [cache.dep_user_key(uid) for uid in user_ids if uid is not None]
-    deps += [cache.dep_organization_key(oid) for oid in organization_ids if oid is not None]
-    deps += [cache.dep_role_key(rid) for rid in role_ids if rid is not None]
-    if permissions:
-        deps.append(cache.dep_permissions_key())
-    if zones:
-        deps.append(cache.dep_zones_key())
-    if deps:
-        cache.deps_bump_on_commit(deps)
 
 
 # --------------------------------------------------------------------------------------

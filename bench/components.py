@@ -93,7 +93,7 @@ def main() -> None:
     rows = [
         ("context lookup, near cache (Redis mode): NearCache.lookup", best_us(lambda: near.lookup(key), n, r)),
         ("  its socket check: poll(2)", best_us(lambda: near._poller.poll(0), n, r)),
-        ("  the check it replaced: redis-py can_read", best_us(lambda: near._conn.can_read(0), n, r)),
+        ("  the check it replaced: redis-py can_read", best_us(lambda: near.connection.can_read(0), n, r)),
         ("context lookup, one EVALSHA (near cache off)", best_us(lambda: direct.get(key, lock_key=None), n // 20, r)),
         ("cache.entry_get, near hit (keys, counters)", best_us(lambda: cache.entry_get(NAMESPACE, user_id), n, r)),
         ("decode, per-process cache: context_from_payload", best_us(lambda: context_from_payload(payload), n, r)),

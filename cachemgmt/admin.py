@@ -9,18 +9,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
 
-from cachemgmt import cache
+from cachemgmt import cache, hooks
 from cachemgmt.forms import CacheClearForm
 from cachemgmt.models import CacheAuditEntry, CachePage
 from cachemgmt.selectors import audit_entries_recent, cache_stats_get
-from cachemgmt.services import (
-    Actor,
-    ClearRefused,
-    ZoneSyncUnavailable,
-    cache_clear,
-    sync_summary,
-    zone_sync_start,
-)
+from cachemgmt.services import Actor, ClearRefused, cache_clear, outcome_summary
 from project.admin import StaffReadOnlyAdmin
 
 
@@ -124,13 +117,15 @@ class CachePageAdmin(StaffReadOnlyAdmin):
                     confirm_label="Yes, run the sync",
                 ),
             )
+        start = hooks.sync_starter()
+        if start is None:
+            messages.error(request, "Zone sync is not available in this build.")
+            return HttpResponseRedirect(self._page_url())
         try:
-            outcome = zone_sync_start(actor=Actor.from_user(request.user), source="admin")
-        except ZoneSyncUnavailable as exc:
-            messages.error(request, str(exc))
+            outcome = start(actor=Actor.from_user(request.user), source="admin")
         except Exception as exc:  # noqa: BLE001 - the operator sees the failure; it is audited and logged
             messages.error(request, f"Zone sync failed: {type(exc).__name__}: {exc}")
         else:
             level = messages.ERROR if outcome.get("status") == "failed" else messages.SUCCESS
-            messages.add_message(request, level, f"Zone sync: {sync_summary(outcome)}.")
+            messages.add_message(request, level, f"Zone sync: {outcome_summary(outcome)}.")
         return HttpResponseRedirect(self._page_url())

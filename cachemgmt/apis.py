@@ -1,4 +1,4 @@
-"""Thin API views: cache statistics and clearing, zone sync, health (staff via bearer token or admin session)."""
+"""Thin API views: cache statistics and clearing (staff via bearer token or admin session), health."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import APIException, ValidationError
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts.authentication import ContextTokenAuthentication
-from accounts.permissions import IsStaff
-from accounts.serializers import DetailSerializer
 from cachemgmt import cache
 from cachemgmt.health import DOWN, health_check
 from cachemgmt.selectors import cache_stats_get
@@ -23,11 +21,11 @@ from cachemgmt.serializers import (
     CacheClearInputSerializer,
     CacheClearOutputSerializer,
     CacheStatsSerializer,
+    DetailSerializer,
     HealthSerializer,
     LiveSerializer,
-    ZoneSyncOutputSerializer,
 )
-from cachemgmt.services import Actor, ClearRefused, ZoneSyncUnavailable, cache_clear, zone_sync_start
+from cachemgmt.services import Actor, ClearRefused, cache_clear
 
 
 class ServiceUnavailable(APIException):
@@ -36,7 +34,15 @@ class ServiceUnavailable(APIException):
     default_code = "service_unavailable"
 
 
-_STAFF_ERRORS = {
+class IsStaff(BasePermission):
+    """Staff only; anonymous callers get 401, authenticated non-staff 403."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+STAFF_ERRORS = {
     401: OpenApiResponse(DetailSerializer, description="No valid bearer token or admin session."),
     403: OpenApiResponse(DetailSerializer, description="Authenticated, but not staff (or the CSRF token is missing)."),
 }
@@ -45,7 +51,8 @@ _STAFF_ERRORS = {
 class StaffApi(APIView):
     """Staff only: a bearer token first (so 401 carries ``WWW-Authenticate: Bearer``), else an admin session."""
 
-    authentication_classes = [ContextTokenAuthentication, SessionAuthentication]
+    # The project's bearer authentication (the default classes), then the admin session.
+    authentication_classes = [*api_settings.DEFAULT_AUTHENTICATION_CLASSES, SessionAuthentication]  # type: ignore[list-item]
     permission_classes = [IsStaff]
 
 
@@ -55,7 +62,7 @@ class CacheStatsApi(StaffApi):
         summary="Cache statistics across every process sharing the cache",
         responses={
             200: CacheStatsSerializer,
-            **_STAFF_ERRORS,
+            **STAFF_ERRORS,
             503: OpenApiResponse(DetailSerializer, description="The shared cache cannot be read."),
         },
     )
@@ -75,7 +82,7 @@ class CacheClearApi(StaffApi):
         responses={
             200: CacheClearOutputSerializer,
             400: OpenApiResponse(description="Unknown namespace or user, or a malformed body (field errors)."),
-            **_STAFF_ERRORS,
+            **STAFF_ERRORS,
         },
     )
     def post(self, request: Request) -> Response:
@@ -91,25 +98,6 @@ class CacheClearApi(StaffApi):
         except ClearRefused as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         return Response(result)
-
-
-class ZoneSyncApi(StaffApi):
-    @extend_schema(
-        operation_id="admin_zones_sync",
-        summary="Start one zone sync (queued; with no broker it runs inline)",
-        request=None,
-        responses={
-            202: ZoneSyncOutputSerializer,
-            **_STAFF_ERRORS,
-            503: OpenApiResponse(DetailSerializer, description="Zone sync is not available."),
-        },
-    )
-    def post(self, request: Request) -> Response:
-        try:
-            outcome = zone_sync_start(actor=Actor.from_user(request.user), source="api")
-        except ZoneSyncUnavailable as exc:
-            raise ServiceUnavailable(str(exc)) from None
-        return Response(outcome, status=status.HTTP_202_ACCEPTED)
 
 
 class HealthApi(APIView):

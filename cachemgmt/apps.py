@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class CachemgmtConfig(AppConfig):
@@ -12,3 +15,15 @@ class CachemgmtConfig(AppConfig):
 
         request_context.celery_signals_connect()
         counters.celery_signals_connect()
+        post_migrate.connect(_capture_install_sqlite, sender=self, dispatch_uid="cachemgmt-capture-sqlite")
+
+
+def _capture_install_sqlite(using: str = "default", **_: Any) -> None:
+    """SQLite has no migrations for triggers (django-pgtrigger is PostgreSQL's): install the
+    capture triggers after every migrate, from the same declarations."""
+    from django.db import connections
+
+    from cachemgmt.capture import sqlite_install
+
+    if connections[using].vendor == "sqlite":
+        sqlite_install(connections[using])

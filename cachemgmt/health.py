@@ -7,6 +7,7 @@ costs the caller the deadline, never the dependency's own timeout.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from cachemgmt import cache
+from cachemgmt import cache, hooks
+from cachemgmt.carrier import carrier_report
 
 DEADLINE_SECONDS = 0.8
 BROKER_TIMEOUT_SECONDS = 0.5
@@ -66,26 +68,19 @@ def _broker() -> dict[str, Any]:
     return {}
 
 
-def _zones(now: Callable[[], Any]) -> dict[str, Any]:
-    from zones.conf import zones_settings
-    from zones.models import ZoneSyncRun
-
-    last_ok = (
-        ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK, finished_at__isnull=False)
-        .order_by("-finished_at")
-        .values_list("finished_at", flat=True)
-        .first()
-    )
-    limit = 1.5 * int(zones_settings.SYNC_INTERVAL)
-    if last_ok is None:
-        raise _Degraded({"age_seconds": None, "detail": "no successful zone sync yet"})
-    age = round((now() - last_ok).total_seconds(), 1)
-    if age > limit:
-        raise _Degraded({"age_seconds": age, "detail": f"last successful sync older than {limit:.0f}s"})
-    return {"age_seconds": age}
+def _carrier() -> dict[str, Any]:
+    report = carrier_report()
+    if report["role"] == "off":
+        raise _Skipped("no carrier runs in this process")
+    details = {k: report[k] for k in ("role", "lag_seconds", "pending")}
+    if not report["trusted"]:
+        raise Degraded({**details, "detail": f"carrier down or behind by more than {report['bound_seconds']}s"})
+    return details
 
 
-class _Degraded(Exception):
+class Degraded(Exception):
+    """Raised by a check whose dependency answers but is not as it should be (``details`` say how)."""
+
     def __init__(self, details: dict[str, Any]) -> None:
         super().__init__(details.get("detail", "degraded"))
         self.details = details
@@ -101,7 +96,7 @@ def _run(check: Callable[[], dict[str, Any]], uses_database: bool) -> CheckResul
         details = check()
     except _Skipped as exc:
         return CheckResult(SKIPPED, None, {"detail": str(exc)})
-    except _Degraded as exc:
+    except Degraded as exc:
         return CheckResult(DEGRADED, elapsed(), exc.details)
     except Exception as exc:  # noqa: BLE001 - any failure of a dependency is its check's outcome
         return CheckResult(DOWN, elapsed(), {"error": type(exc).__name__})
@@ -121,8 +116,10 @@ def health_check(*, deadline: float = DEADLINE_SECONDS, now: Callable[[], Any] =
         "database": (_database, True),
         "cache": (_cache, False),
         "broker": (_broker, False),
-        "zones": (lambda: _zones(now), True),
+        "carrier": (_carrier, True),
     }
+    for name, (registered, uses_database) in hooks.health_checks().items():
+        checks[name] = (functools.partial(registered, now), uses_database)
     results: dict[str, CheckResult] = {}
     threads: dict[str, threading.Thread] = {}
     started = time.perf_counter()

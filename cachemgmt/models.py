@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Now
 
 
 class CacheAuditEntry(models.Model):
@@ -49,3 +50,23 @@ class CachePage(models.Model):
 
     def __str__(self) -> str:
         return "cache"
+
+
+class DependencyChange(models.Model):
+    """A committed change to a row cached values depend on, written by the database itself.
+
+    Triggers on every table a cached value is built from (``cachemgmt.capture``) insert one row
+    per changed dependency in the writing transaction, so a change of any origin (the ORM,
+    ``update()``, raw SQL, another service) is recorded when, and only when, it commits. The
+    carrier (``cachemgmt.carrier``) applies them to the cache in id order.
+    """
+
+    kind = models.CharField(max_length=16)
+    ident = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        verbose_name = "dependency change"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.ident} at {self.created_at}"

@@ -5,24 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cachemgmt import cache
+from cachemgmt import cache, hooks
+from cachemgmt.carrier import carrier_report
 from cachemgmt.models import CacheAuditEntry
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A UTC timestamp as the API writes it: ``2026-11-28T12:00:00Z``."""
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def zone_last_sync_get() -> dict[str, Any] | None:
-    """The most recent zone sync run (running ones included), or None before the first."""
-    from zones.models import ZoneSyncRun
-
-    run = ZoneSyncRun.objects.order_by("-started_at", "-id").values("status", "finished_at", "rows").first()
-    if run is None:
-        return None
-    return {"status": run["status"], "finished_at": _iso(run["finished_at"]), "rows": run["rows"]}
 
 
 def _namespace_stats(store: cache.Store, namespace: str) -> dict[str, Any]:
@@ -48,12 +40,13 @@ def cache_stats_get() -> dict[str, Any]:
     store = cache.get_store()
     user_context = _namespace_stats(store, "user_context")
     zones = _namespace_stats(store, "zones")
-    zones["last_sync"] = zone_last_sync_get()
+    zones.update(hooks.namespace_details("zones"))
     return {
         "backend": cache.backend_name(),
-        "since": _iso(datetime.fromtimestamp(store.stats_since(), tz=UTC)),
+        "since": iso(datetime.fromtimestamp(store.stats_since(), tz=UTC)),
         "namespaces": {"user_context": user_context, "zones": zones},
         "server": store.server_info(),
+        "carrier": carrier_report(),
     }
 
 

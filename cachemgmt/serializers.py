@@ -52,21 +52,26 @@ class ServerSerializer(serializers.Serializer):
     connected_clients = serializers.IntegerField()
 
 
+class CarrierSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(
+        choices=["off", "leader", "standby", "local"],
+        help_text="this process's carrier: off (it runs none), leader or standby (shared cache), local",
+    )
+    trusted = serializers.BooleanField(help_text="whether this process serves cached contexts right now")
+    cursor = serializers.IntegerField(help_text="the last dependency change applied")
+    pending = serializers.IntegerField(allow_null=True, help_text="changes recorded after the cursor")
+    lag_seconds = serializers.FloatField(
+        allow_null=True, help_text="age of the carrier's last pass that left nothing pending"
+    )
+    bound_seconds = serializers.FloatField(help_text="past this lag, cached contexts are not served")
+
+
 class CacheStatsSerializer(serializers.Serializer):
     backend = serializers.CharField(help_text="redis, or locmem for the in-process cache")
     since = serializers.DateTimeField()
     namespaces = NamespacesSerializer()
     server = ServerSerializer(allow_null=True, help_text="null for the in-process cache")
-
-
-class ZoneSyncOutputSerializer(serializers.Serializer):
-    status = serializers.CharField(
-        help_text='"queued", or with no broker the inline run\'s status (ok, failed, skipped)'
-    )
-    run_id = serializers.IntegerField(required=False, allow_null=True)
-    rows = serializers.IntegerField(required=False)
-    skipped = serializers.IntegerField(required=False)
-    error = serializers.CharField(required=False, allow_blank=True)
+    carrier = CarrierSerializer(help_text="the carrier of database-recorded changes into the cache")
 
 
 class HealthCheckSerializer(serializers.Serializer):
@@ -78,6 +83,7 @@ class HealthChecksSerializer(serializers.Serializer):
     database = HealthCheckSerializer()
     cache = HealthCheckSerializer()
     broker = HealthCheckSerializer()
+    carrier = HealthCheckSerializer(help_text="skipped in a process that runs no carrier; degraded past the bound")
     zones = HealthCheckSerializer()
 
 
@@ -88,3 +94,7 @@ class HealthSerializer(serializers.Serializer):
 
 class LiveSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok"])
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

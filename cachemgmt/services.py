@@ -1,4 +1,4 @@
-"""Writes: clearing cached entries, starting a zone sync, and the audit trail of both.
+"""Writes: clearing cached entries, and the audit trail of operator actions (clears, zone syncs).
 
 Every entry point (API, admin page, management command) goes through these functions, so
 every clear and sync is audited the same way.
@@ -10,8 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+
 from cachemgmt import cache
-from cachemgmt.models import CacheAuditEntry
+from cachemgmt.capture import NOTIFY_CHANNEL, ORDER_LOCK
+from cachemgmt.models import CacheAuditEntry, DependencyChange
 
 logger = logging.getLogger("cachemgmt")
 
@@ -24,10 +28,6 @@ class ClearRefused(ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
-
-
-class ZoneSyncUnavailable(Exception):
-    """This build has no zone sync to start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +64,31 @@ def cache_clear(*, namespace: str, user_id: int | None = None, actor: Actor, sou
     ``user_context`` or ``all`` drops every user context; with ``user_id``, only that user's
     context (its dependency key). ``zones`` drops the cached zone data and, because contexts
     embed their organization's zones, the zone part of every context. Other keys in the same
-    Redis database are never touched. Returns ``{"namespace", "cleared"}``.
+    Redis database are never touched. The clear is also recorded as dependency changes, so
+    every process's in-process cache follows it. Returns ``{"namespace", "cleared"}``.
     """
-    from accounts.models import User
-
     if namespace not in CLEAR_CHOICES:
         raise ClearRefused("namespace", f"Unknown namespace {namespace!r}; expected one of {', '.join(CLEAR_CHOICES)}.")
     if user_id is not None:
         if namespace != "user_context":
             raise ClearRefused("user_id", "user_id can only be combined with the user_context namespace.")
-        if not User.objects.filter(pk=user_id).exists():
+        if not get_user_model()._default_manager.filter(pk=user_id).exists():
             raise ClearRefused("user_id", f"No user with id {user_id}.")
         cache.deps_bump([cache.dep_user_key(user_id)])
+        changes = [DependencyChange(kind="user", ident=user_id)]
         cleared = [f"user_context of user {user_id}"]
     else:
         cleared = list(cache.NAMESPACES) if namespace == "all" else [namespace]
+        changes = [DependencyChange(kind="namespace", ident=cache.NAMESPACES.index(name)) for name in cleared]
         for name in cleared:
             if name == "zones":
                 cache.deps_bump([cache.namespace_key("zones"), cache.dep_zones_key()], namespace="zones")
+                changes.append(DependencyChange(kind="zones"))
             else:
                 cache.namespace_clear(name)
+    # Recorded as changes too: with in-process caches, every serving process's carrier
+    # applies them to its own store (this process's bump reaches only this process).
+    changes_record(changes)
     target = namespace if user_id is None else f"user_context:user={user_id}"
     audit_record(
         actor=actor,
@@ -95,53 +100,16 @@ def cache_clear(*, namespace: str, user_id: int | None = None, actor: Actor, sou
     return {"namespace": namespace, "cleared": cleared}
 
 
-def _sync_outcome(outcome: Any) -> dict[str, Any]:
-    """``zone_sync_enqueue``'s answer as JSON: ``{"status": "queued"}``, or the inline run's outcome."""
-    if outcome is None:
-        return {"status": "queued"}
-    if isinstance(outcome, dict):
-        return {"status": "queued", **outcome}
-    if hasattr(outcome, "as_dict"):
-        return {"status": "done", **outcome.as_dict()}
-    result: dict[str, Any] = {"status": str(getattr(outcome, "status", "done"))}
-    for name in ("rows", "error"):
-        value = getattr(outcome, name, None)
-        if value not in (None, ""):
-            result[name] = value
-    return result
+@transaction.atomic
+def changes_record(changes: list[DependencyChange]) -> None:
+    """Record changes the way the triggers do: under their ordering lock, so ids follow commit
+    order (see ``cachemgmt.capture``) and a carrier's cursor never steps over one."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')", [ORDER_LOCK, NOTIFY_CHANNEL])
+    DependencyChange.objects.bulk_create(changes)
 
 
-def sync_summary(outcome: dict[str, Any]) -> str:
+def outcome_summary(outcome: dict[str, Any]) -> str:
     """The few facts an operator reads first: ``status=ok rows=12`` (and the error, if any)."""
     return " ".join(f"{k}={outcome[k]}" for k in ("status", "rows", "error") if outcome.get(k) not in (None, ""))
-
-
-def zone_sync_start(*, actor: Actor, source: str) -> dict[str, Any]:
-    """Queue one zone sync (with no broker it runs inline and its outcome is returned); audited."""
-    try:
-        from zones.services import zone_sync_enqueue  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        audit_record(
-            actor=actor, source=source, action=CacheAuditEntry.Action.ZONE_SYNC, target="zones", result="unavailable"
-        )
-        raise ZoneSyncUnavailable("Zone sync is not available in this build.") from None
-    try:
-        outcome = _sync_outcome(zone_sync_enqueue())
-    except Exception as exc:
-        logger.exception("zone sync could not be started")
-        audit_record(
-            actor=actor,
-            source=source,
-            action=CacheAuditEntry.Action.ZONE_SYNC,
-            target="zones",
-            result=f"error: {type(exc).__name__}",
-        )
-        raise
-    audit_record(
-        actor=actor,
-        source=source,
-        action=CacheAuditEntry.Action.ZONE_SYNC,
-        target="zones",
-        result=sync_summary(outcome),
-    )
-    return outcome

@@ -7,5 +7,4 @@ from cachemgmt import apis
 urlpatterns = [
     path("admin/cache/stats", apis.CacheStatsApi.as_view(), name="admin-cache-stats"),
     path("admin/cache/clear", apis.CacheClearApi.as_view(), name="admin-cache-clear"),
-    path("admin/zones/sync", apis.ZoneSyncApi.as_view(), name="admin-zones-sync"),
 ]

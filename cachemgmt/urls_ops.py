@@ -3,7 +3,7 @@
 from django.urls import path
 
 from cachemgmt import apis
-from project.metrics import metrics_view
+from cachemgmt.metrics import metrics_view
 
 urlpatterns = [
     path("health", apis.HealthApi.as_view(), name="health"),

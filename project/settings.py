@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
+from cachemgmt.conf import DEFAULTS as cache_defaults
 from project.env import EnvError, env_bool, env_choice, env_int, env_list, env_networks, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -39,7 +41,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "project.middleware.RequestLogMiddleware",
+    "cachemgmt.middleware.RequestLogMiddleware",
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Sessions, the session user and messages serve the admin and the staff endpoints' session
@@ -95,23 +97,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
-CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", "authctx") or "authctx"
-REDIS_SOCKET_TIMEOUT_MS = env_int("REDIS_SOCKET_TIMEOUT_MS", 250, minimum=10, maximum=10_000)
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1, maximum=10_000)
-# How long the cache circuit stays open before one probe is let through (fault tests shorten it).
-CACHE_BREAKER_COOLDOWN_MS = env_int("CACHE_BREAKER_COOLDOWN_MS", 5000, minimum=100, maximum=600_000)
-# Entries each process keeps in its near cache in front of Redis (0 turns it off).
-CACHE_NEAR_MAX_ENTRIES = env_int("CACHE_NEAR_MAX_ENTRIES", 10_000, minimum=0, maximum=10_000_000)
+# The cache's own settings (cachemgmt.conf documents each and holds its default).
+CACHEMGMT: dict[str, Any] = {
+    "KEY_PREFIX": env_str("CACHE_KEY_PREFIX") or cache_defaults["KEY_PREFIX"],
+    "REDIS_SOCKET_TIMEOUT_MS": env_int(
+        "REDIS_SOCKET_TIMEOUT_MS", cache_defaults["REDIS_SOCKET_TIMEOUT_MS"], minimum=10, maximum=10_000
+    ),
+    # The fault tests shorten it.
+    "BREAKER_COOLDOWN_MS": env_int(
+        "CACHE_BREAKER_COOLDOWN_MS", cache_defaults["BREAKER_COOLDOWN_MS"], minimum=100, maximum=600_000
+    ),
+    "NEAR_MAX_ENTRIES": env_int(
+        "CACHE_NEAR_MAX_ENTRIES", cache_defaults["NEAR_MAX_ENTRIES"], minimum=0, maximum=10_000_000
+    ),
+}
+_redis_timeout = CACHEMGMT["REDIS_SOCKET_TIMEOUT_MS"] / 1000
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "KEY_PREFIX": CACHEMGMT["KEY_PREFIX"],
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_TIMEOUT_MS / 1000,
-                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT_MS / 1000,
+                "SOCKET_CONNECT_TIMEOUT": _redis_timeout,
+                "SOCKET_TIMEOUT": _redis_timeout,
                 "CONNECTION_POOL_KWARGS": {
                     "max_connections": REDIS_MAX_CONNECTIONS,
                     "retry_on_timeout": False,
@@ -125,7 +136,7 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "authctx-default",
-            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "KEY_PREFIX": CACHEMGMT["KEY_PREFIX"],
         }
     }
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("accounts.urls")),
     path("api/", include("cachemgmt.urls")),
+    path("api/", include("zones.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("", include("cachemgmt.urls_ops")),
 ]

@@ -11,6 +11,8 @@ try:
 except ImproperlyConfigured as exc:  # one clear line instead of a traceback
     raise SystemExit(f"configuration error: {exc}") from None
 
-from cachemgmt.counters import stats_flusher_enable  # after setup: it imports the cache module
+from cachemgmt.carrier import carrier_enable  # after setup: they import the cache module
+from cachemgmt.counters import stats_flusher_enable
 
 stats_flusher_enable()
+carrier_enable()

@@ -2,23 +2,32 @@
 # The whole test suite: lint and types, then pytest against the real PostgreSQL and Redis,
 # then the database-independent tests again on the embedded defaults (SQLite, in-process cache).
 # SOAK_SECONDS=120 ./scripts/test.sh makes the concurrency soak in tests/faults run 120 s (default 8).
+# ./scripts/test.sh --fast (make test-fast) is the inner loop: no lint or Django checks, only the
+# PostgreSQL + Redis pass, without the tests marked slow (servers started, real time waited on).
+# Any other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+FAST=0
+if [ "${1:-}" = "--fast" ]; then FAST=1; shift; fi
+
 ./scripts/bootstrap.sh requirements-dev.txt
 . .venv/bin/activate
 export SECRET_KEY=${SECRET_KEY:-test-secret-key-not-for-production-0123456789abcdef}
 
-echo "== lint and types"
-ruff check .
-ruff format --check .
-mypy .
+if [ "$FAST" = 0 ]; then
+  echo "== lint and types"
+  ruff check .
+  ruff format --check .
+  mypy .
+fi
 
 if [ "${1:-}" = "--lint-only" ]; then exit 0; fi
 
 ./scripts/services.sh
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser here).
-if [ ! -x /usr/bin/chromium ]; then
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here); they are slow.
+if [ "$FAST" = 0 ] && [ ! -x /usr/bin/chromium ]; then
   echo "installing chromium (browser tests)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
     || echo "chromium could not be installed: browser tests will fail under CI=true" >&2
@@ -40,6 +49,12 @@ with psycopg.connect(host=url.hostname, port=url.port or 5432, user=url.username
     if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [url.path.lstrip("/")]).fetchone():
         conn.execute(f'CREATE DATABASE "{url.path.lstrip("/")}"')
 PY
+
+if [ "$FAST" = 1 ]; then
+  echo "== pytest: PostgreSQL + Redis, not slow"
+  DATABASE_URL=$PG_URL REDIS_URL=$REDIS_TEST_URL python -m pytest -q -m "not slow" "${@}"
+  exit 0
+fi
 
 echo "== django checks"
 DATABASE_URL=$PG_URL python manage.py check --fail-level WARNING

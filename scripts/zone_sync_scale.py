@@ -45,7 +45,7 @@ def build_rows(organizations: int, rows: int, zones: int, moved_share: float) ->
 def serve(conn: Connection, page_size: int) -> None:
     """Child process: a FakeBigQuery whose rows the parent sets by message."""
     sys.path.insert(0, str(ROOT))
-    from tests.bqserver import FakeBigQuery
+    from tests.support.bigquery import FakeBigQuery
 
     with FakeBigQuery(page_size=page_size) as fake:
         conn.send(fake.url)

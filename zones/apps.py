@@ -6,6 +6,11 @@ class ZonesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from zones import receivers
+        from cachemgmt import hooks
+        from zones import receivers, selectors, services
 
         receivers.connect()
+        # zones' part of the operations pages (cachemgmt never imports zones).
+        hooks.health_check_register("zones", selectors.zone_snapshot_health, uses_database=True)
+        hooks.namespace_details_register("zones", selectors.zone_last_sync_get)
+        hooks.sync_starter_register(services.zone_sync_start)

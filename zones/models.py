@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from accounts.models import Organization
+from cachemgmt.capture import Capture
 
 
 class Zone(models.Model):
@@ -13,17 +13,21 @@ class Zone(models.Model):
 
     class Meta:
         ordering = ["code"]
+        # A zone's name shows in every organization holding it: the global zones key.
+        triggers = [Capture(kind="zones", column=None)]
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name})"
 
 
 class ZoneAssignment(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="zone_assignments")
+    # By name: zones sits below accounts and never imports it.
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.CASCADE, related_name="zone_assignments")
     zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="assignments")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "zone"], name="unique_zone_assignment")]
+        triggers = [Capture(kind="organization", column="organization_id")]
 
     def __str__(self) -> str:
         return f"{self.organization_id} -> {self.zone_id}"
@@ -46,6 +50,8 @@ class ZoneSyncRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["status", "-finished_at"], name="zonesync_status_finished")]
+        # Every context's zones_status follows the runs.
+        triggers = [Capture(kind="zones", column=None)]
 
     def __str__(self) -> str:
         return f"{self.source} sync at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

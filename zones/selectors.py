@@ -11,6 +11,9 @@ from typing import Any
 from django.utils import timezone
 
 from cachemgmt import cache
+from cachemgmt.carrier import cache_trusted
+from cachemgmt.health import Degraded
+from cachemgmt.selectors import iso
 from zones.conf import zones_settings
 from zones.models import ZoneAssignment, ZoneSyncRun
 
@@ -30,6 +33,8 @@ def organization_zones_get(*, organization_id: int) -> list[dict[str, str]]:
     defeated by a change of the organization's assignments (its organization key) or of
     any zone (the global zones key), both bumped by the sync after it commits.
     """
+    if not cache_trusted():  # the carrier is down or behind (see cachemgmt.carrier)
+        return organization_zones_load(organization_ids=[organization_id]).get(organization_id, [])
     result = cache.entry_get(NAMESPACE, organization_id)
     if isinstance(result, cache.Hit):
         return list(json.loads(result.payload))
@@ -137,3 +142,30 @@ def snapshot_status(*, age_seconds: float | None, last_run_status: str | None) -
     ):
         return STALE
     return READY
+
+
+def zone_last_sync_get() -> dict[str, Any]:
+    """``{"last_sync": ...}`` for the cache statistics: the most recent run (running ones
+    included), or None before the first."""
+    run = ZoneSyncRun.objects.order_by("-started_at", "-id").values("status", "finished_at", "rows").first()
+    if run is None:
+        return {"last_sync": None}
+    return {"last_sync": {"status": run["status"], "finished_at": iso(run["finished_at"]), "rows": run["rows"]}}
+
+
+def zone_snapshot_health(now: Callable[[], datetime]) -> dict[str, Any]:
+    """The readiness check of the snapshot: degraded with no successful sync, or one older than
+    1.5 sync intervals."""
+    last_ok = (
+        ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK, finished_at__isnull=False)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    limit = OVERDUE_INTERVALS * int(zones_settings.SYNC_INTERVAL)
+    if last_ok is None:
+        raise Degraded({"age_seconds": None, "detail": "no successful zone sync yet"})
+    age = round((now() - last_ok).total_seconds(), 1)
+    if age > limit:
+        raise Degraded({"age_seconds": age, "detail": f"last successful sync older than {limit:.0f}s"})
+    return {"age_seconds": age}

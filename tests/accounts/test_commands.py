@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from accounts.models import Membership, User
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,6 +47,7 @@ def test_seed_demo_refuses_bad_arguments(args):
         ("SECRET_KEY", ""),
     ],
 )
+@pytest.mark.slow
 def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable(variable, value):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update({"SECRET_KEY": "x" * 50, "DEBUG": "0", variable: value})

@@ -12,7 +12,7 @@ import pytest
 from accounts import services
 from tests.factories import PASSWORD, MembershipFactory, RoleFactory, UserFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 def call(base: str, method: str, path: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:

@@ -9,10 +9,11 @@ import pytest
 from accounts import services
 from accounts.selectors import user_context_get
 from cachemgmt import cache
-from tests.conftest import FakeClock, use_redis_server
 from tests.factories import MembershipFactory, RoleFactory
+from tests.support.clock import FakeClock
+from tests.support.processes import use_redis_server
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -109,13 +110,13 @@ def test_invalidation_lost_in_transit_is_not_served_afterwards(own_redis, monkey
 
     monkeypatch.setattr(store, "_bump", partitioned_bump)
     member.role.permissions.clear()  # its invalidations never reach Redis
-    assert store._lost_invalidations
+    assert store.lost_invalidations
     partitioned = False
     clock.now += 5.0  # whether or not the failures opened the circuit, it may probe now
 
     context = user_context_get(user_id=member.user_id)  # Redis reachable again
     assert context is not None and context.public["permissions"] == []
-    assert not store._lost_invalidations
+    assert not store.lost_invalidations
 
 
 def test_me_answers_200_with_redis_stopped(own_redis, api_client, bearer):

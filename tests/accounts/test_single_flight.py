@@ -71,6 +71,7 @@ def test_misses_for_different_users_do_not_wait_for_each_other(monkeypatch):
     assert sorted(loads) == sorted(m.user_id for m in members)
 
 
+@pytest.mark.slow
 def test_a_crashed_filler_does_not_stall_readers(monkeypatch):
     """A filler that took the lock and died: others wait a bounded time, then load themselves."""
     from cachemgmt import cache

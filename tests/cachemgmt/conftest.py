@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
-from project.logging import FOREIGN_PRE_CHAIN, Formatter
 from tests.factories import MembershipFactory, UserFactory
+from tests.support.logs import LogCapture
 
 
 @pytest.fixture
@@ -32,38 +30,6 @@ def staff_user():
 @pytest.fixture
 def member():
     return MembershipFactory().user
-
-
-class LogCapture:
-    """Everything logged, rendered as JSON lines by the project's own structlog formatter."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-    def events(self, event: str) -> list[dict]:
-        import json
-
-        found = []
-        for line in self.text.splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                found.append(record)
-        return found
-
-    def handler(self) -> logging.Handler:
-        handler = logging.StreamHandler(self.stream)
-        handler.setFormatter(
-            Formatter(processor=structlog.processors.JSONRenderer(), foreign_pre_chain=FOREIGN_PRE_CHAIN)
-        )
-        handler.setLevel(logging.DEBUG)
-        return handler
 
 
 @pytest.fixture

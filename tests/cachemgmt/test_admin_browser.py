@@ -13,8 +13,8 @@ import pytest
 from django.test import Client
 
 from cachemgmt.models import CacheAuditEntry
-from tests.conftest import service_missing
 from tests.factories import PASSWORD, UserFactory
+from tests.support.services import service_missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -66,6 +66,7 @@ def queued_zone_sync(monkeypatch):
     monkeypatch.setattr(module, "zone_sync_enqueue", lambda: {"status": "queued"}, raising=False)
 
 
+@pytest.mark.slow
 def test_staff_reads_statistics_clears_and_syncs_from_the_admin_cache_page(live_server, chromium, queued_zone_sync):
     staff = UserFactory(is_staff=True, username="ops-admin")
     member = UserFactory()

@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 
 from cachemgmt import cache
 from cachemgmt.models import CacheAuditEntry
-from tests.conftest import uses_postgres
 from tests.factories import PASSWORD, UserFactory
+from tests.support.services import uses_postgres
 from zones.models import ZoneSyncRun
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def test_stats_have_contract_shape_and_count_context_lookups(api_client, bearer,
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"backend", "since", "namespaces", "server"}
+    assert set(body) == {"backend", "since", "namespaces", "server", "carrier"}
     assert body["backend"] == ("redis" if settings.REDIS_URL else "locmem")
     assert body["since"].endswith("Z")
     user_context = body["namespaces"]["user_context"]
@@ -265,6 +265,7 @@ def test_zone_sync_calls_the_zone_app_and_answers_202(api_client, bearer, staff_
     assert CacheAuditEntry.objects.get().result.startswith(f"status={body['status']}")
 
 
+@pytest.mark.slow
 @pytest.mark.services
 @committed
 def test_stats_count_the_lookups_of_every_process_sharing_the_cache(bearer, web_process, postgres, redis_cache):

@@ -28,7 +28,7 @@ def test_cache_stats_json_is_what_the_api_returns(bearer):
 
     printed = json.loads(run("cache_stats", "--json"))
 
-    assert set(printed) == set(api) == {"backend", "since", "namespaces", "server"}
+    assert set(printed) == set(api) == {"backend", "since", "namespaces", "server", "carrier"}
     assert printed["backend"] == api["backend"]
     assert set(printed["namespaces"]["zones"]) == set(api["namespaces"]["zones"])
 

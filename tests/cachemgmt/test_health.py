@@ -14,7 +14,7 @@ from django.utils import timezone
 from cachemgmt import cache, health
 from zones.models import ZoneSyncRun
 
-CHECKS = {"database", "cache", "broker", "zones"}
+CHECKS = {"database", "cache", "broker", "carrier", "zones"}
 
 
 def sync_run(age: timedelta, status: str = "ok") -> ZoneSyncRun:
@@ -100,6 +100,7 @@ def test_health_is_down_with_503_when_the_database_is_unreachable(client, monkey
     }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_health_reports_a_hanging_check_as_timeout_and_still_answers(client, monkeypatch, settings):
     release = threading.Event()
@@ -122,6 +123,7 @@ def test_health_reports_a_hanging_check_as_timeout_and_still_answers(client, mon
     assert body["checks"]["database"]["status"] == "ok"
 
 
+@pytest.mark.slow
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_health_answers_promptly_while_redis_is_paused(client, redis_server):

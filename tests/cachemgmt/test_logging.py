@@ -111,6 +111,7 @@ def test_a_task_published_during_a_request_carries_its_id_and_logs_with_it(log_c
     assert "request_id" not in done
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_capture, redis_cache):
     from celery.contrib.testing.worker import start_worker

@@ -19,7 +19,9 @@ import redis
 from django.conf import settings
 
 from cachemgmt import cache
-from tests.conftest import FakeClock, service_missing, use_redis_server
+from tests.support.clock import FakeClock
+from tests.support.processes import use_redis_server
+from tests.support.services import service_missing
 
 pytestmark = pytest.mark.services
 
@@ -122,6 +124,7 @@ def busy_redis(shared_redis) -> Iterator[None]:
     proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_another_process_invalidation_is_seen_by_the_very_next_read(busy_redis):
     # Two stores: two connections, two near caches, as two processes would have. Each round
     # warms the reader's copy, invalidates through the writer, and reads at once.
@@ -151,6 +154,7 @@ def make_near(url: str, **kwargs) -> cache.NearCache:
     return cache.NearCache(url, max_entries=options.pop("max_entries", 10), **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["namespace bump", "key deleted", "key expired", "flushdb"])
 def test_every_change_to_a_dependency_drops_the_copy(redis_server, how):
     near = make_near(redis_server.url)
@@ -188,7 +192,7 @@ def test_a_broken_push_connection_drops_every_copy_then_reconnects(shared_redis)
     warm(store, key)
     client = raw(shared_redis)
     tracking = [c for c in client.client_list() if "t" in c["flags"]]
-    own = [c for c in tracking if c["addr"] == f"127.0.0.1:{near._conn._sock.getsockname()[1]}"]
+    own = [c for c in tracking if c["addr"] == f"127.0.0.1:{near.connection._sock.getsockname()[1]}"]
     assert own, tracking
     client.client_kill_filter(_id=own[0]["id"])
     time.sleep(0.02)
@@ -222,7 +226,7 @@ def test_a_copy_is_not_stored_across_a_reconnection(shared_redis):
     try:
         seq = ready(near)
         client = raw(shared_redis)
-        own = [c for c in client.client_list() if c["addr"] == f"127.0.0.1:{near._conn._sock.getsockname()[1]}"]
+        own = [c for c in client.client_list() if c["addr"] == f"127.0.0.1:{near.connection._sock.getsockname()[1]}"]
         client.client_kill_filter(_id=own[0]["id"])  # pushes sent now would be lost with it
         time.sleep(0.02)
         assert near.lookup("k") == (None, None)
@@ -241,13 +245,14 @@ def test_size_is_bounded_and_the_index_follows(shared_redis):
             near.store(f"k{i}", b"p", [f"d{i}", "shared"], seq)
         assert len(near) == 3
         assert [near.lookup(f"k{i}")[0] for i in range(5)] == [None, None, b"p", b"p", b"p"]
-        assert set(near._by_dep) == {"d2", "d3", "d4", "shared"}
+        assert set(near.deps_index) == {"d2", "d3", "d4", "shared"}
         near.drop_deps(["shared"])
-        assert len(near) == 0 and near._by_dep == {}
+        assert len(near) == 0 and near.deps_index == {}
     finally:
         near.close()
 
 
+@pytest.mark.slow
 def test_a_copy_never_outlives_its_entry_in_redis(shared_redis):
     store = cache.RedisStore()
     key, _ = fill(store, 11, b"ctx-11")
@@ -257,6 +262,7 @@ def test_a_copy_never_outlives_its_entry_in_redis(shared_redis):
     assert not isinstance(store.get(key, lock_key=None), cache.Hit)
 
 
+@pytest.mark.slow
 def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_copies(redis_server):
     clock = FakeClock()
     near = make_near(redis_server.url, socket_timeout=0.2, max_entries=100, clock=clock, maintain_every=0)
@@ -282,7 +288,7 @@ def test_the_lease_runs_out_while_redis_does_not_answer_and_late_answers_drop_co
         clock.now += 1.0  # the write sent during the pause is answered a second later
         assert near.lookup("k") == (None, None)
         assert len(near) == 0  # a late answer: a writer may have given up on Redis meanwhile
-        assert near._conn is not None  # (dropped for lateness, not for a broken connection)
+        assert near.connection is not None  # (dropped for lateness, not for a broken connection)
     finally:
         redis_server.resume()
         near.close()
@@ -294,8 +300,8 @@ def test_an_idle_process_keeps_its_copies_and_renews_at_most_every_quarter_lease
     sent: list[float] = []
     try:
         near.lookup("k")  # connects, sends the first lease write
-        real_send = near._conn.send_command
-        near._conn.send_command = lambda *args: (sent.append(clock.now), real_send(*args))
+        real_send = near.connection.send_command
+        near.connection.send_command = lambda *args: (sent.append(clock.now), real_send(*args))
         time.sleep(0.05)
         clock.now += 0.001
         _, seq = near.lookup("k")
@@ -327,12 +333,12 @@ def test_a_long_idle_process_closes_its_connection_and_reopens_it_on_demand(shar
         seq = near.seq
         clock.now += 599.0
         near.maintain()  # what the thread runs every second: reads what arrived
-        assert near._conn is not None and len(near) == 1
+        assert near.connection is not None and len(near) == 1
         clock.now += 1.0
         near.maintain()  # ten minutes without a lookup: the connection is given back
-        assert near._conn is None and len(near) == 0 and near.seq != seq
+        assert near.connection is None and len(near) == 0 and near.seq != seq
         near.lookup("k")
-        assert near._conn is not None
+        assert near.connection is not None
     finally:
         near.close()
 
@@ -341,9 +347,9 @@ def test_the_thread_connects_and_the_request_path_does_not(shared_redis):
     near = make_near(shared_redis)
     try:
         assert near.lookup("k") == (None, None)
-        assert near._conn is None  # the lookup only woke the thread
+        assert near.connection is None  # the lookup only woke the thread
         ready(near)
-        assert near._conn is not None and near._thread_pid == os.getpid()
+        assert near.connection is not None and near.thread_pid == os.getpid()
     finally:
         near.close()
 
@@ -362,6 +368,7 @@ def reader_and_writer(redis_server, settings) -> Iterator[tuple[cache.RedisStore
     writer.close()
 
 
+@pytest.mark.slow
 def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_serving_copies(
     redis_server, reader_and_writer
 ):
@@ -376,6 +383,7 @@ def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_servin
         reader.get(key, lock_key=None)  # the lease ran out: to Redis, which times out
 
 
+@pytest.mark.slow
 def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_server, reader_and_writer):
     # CLIENT PAUSE WRITE (a failover's first step) still answers PING; it holds every write,
     # the invalidation's and the lease's alike, so copies stop being served.
@@ -390,6 +398,7 @@ def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_serv
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_an_error_answer_to_the_lease_drops_every_copy(redis_server):
     near = make_near(redis_server.url, retry_after=5.0)
     client = raw(redis_server.url)
@@ -398,7 +407,7 @@ def test_an_error_answer_to_the_lease_drops_every_copy(redis_server):
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", "1")  # out of memory: writes are refused
         deadline = time.monotonic() + 2
-        while near._conn is not None:
+        while near.connection is not None:
             near.lookup("k")
             assert time.monotonic() < deadline, "the refused lease write went unnoticed"
             time.sleep(0.01)
@@ -425,7 +434,7 @@ def test_a_forked_child_never_uses_the_parent_socket(shared_redis):
     pid = os.fork()
     if pid == 0:  # the child: os.register_at_fork has run
         try:
-            ok = near._conn is None and len(near) == 0 and near._thread_pid == 0
+            ok = near.connection is None and len(near) == 0 and near.thread_pid == 0
             os.write(write_end, b"1" if ok else b"0")
         finally:
             os._exit(0)
@@ -434,12 +443,12 @@ def test_a_forked_child_never_uses_the_parent_socket(shared_redis):
     os.waitpid(pid, 0)
     os.close(read_end)
     assert answer == b"1"
-    assert near._conn is not None and len(near) == 1  # the parent's connection and copies are intact
+    assert near.connection is not None and len(near) == 1  # the parent's connection and copies are intact
     assert store.get(key, lock_key=None) == cache.Hit(b"ctx-9", near=True)
 
 
 def test_near_cache_can_be_turned_off(shared_redis, settings, monkeypatch):
-    settings.CACHE_NEAR_MAX_ENTRIES = 0
+    settings.CACHEMGMT = {**settings.CACHEMGMT, "NEAR_MAX_ENTRIES": 0}
     store = cache.RedisStore()
     assert store.near is None
     key, _ = fill(store, 10, b"ctx-10")
@@ -449,6 +458,7 @@ def test_near_cache_can_be_turned_off(shared_redis, settings, monkeypatch):
     assert len(evalsha) == 5
 
 
+@pytest.mark.slow
 def test_a_redis_that_refuses_tracking_leaves_the_near_cache_off(redis_server, caplog):
     # An ACL user without the CLIENT command, as some managed Redis services hand out.
     raw(redis_server.url).acl_setuser("limited", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-client"])
@@ -461,6 +471,7 @@ def test_a_redis_that_refuses_tracking_leaves_the_near_cache_off(redis_server, c
     assert [r.getMessage() for r in caplog.records] == ["near cache off: Redis refused client tracking"]
 
 
+@pytest.mark.slow
 def test_reconnect_attempts_back_off_and_are_logged_once(redis_server, caplog):
     clock = FakeClock()
     near = make_near(redis_server.url, socket_timeout=0.1, clock=clock, maintain_every=0)

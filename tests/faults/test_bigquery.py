@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from tests.faults.harness import CommittedState, Traffic
+from tests.support.faults import CommittedState, Traffic
 from zones import services
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 def test_bigquery_failing_during_syncs_keeps_the_last_good_zones(postgres, bigquery, webs, hardening_report):

@@ -8,10 +8,10 @@ from django.utils import timezone
 from accounts.models import Organization
 from accounts.tokens import token_issue
 from tests.factories import UserFactory
-from tests.faults.harness import CommittedState, Traffic, http, wait_for
+from tests.support.faults import CommittedState, Traffic, http, wait_for
 from zones.models import ZoneSyncRun
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 def runs() -> int:

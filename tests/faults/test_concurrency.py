@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.harness import CommittedState, Traffic, soak_seconds
+from tests.support.faults import CommittedState, Traffic, soak_seconds
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 @pytest.mark.timeout(int(soak_seconds(8.0)) + 180)  # a long soak is not cut by the suite's 300 s per test

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.faults.harness import CommittedState, Traffic
+from tests.support.faults import CommittedState, Traffic
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -22,6 +22,7 @@ def terminate_backends() -> int:
         return int(cursor.fetchone()[0])
 
 
+@pytest.mark.slow
 def test_postgres_connections_killed_under_load(postgres, webs, hardening_report):
     state = CommittedState(users=12)
     (web,) = webs(1, workers=WORKERS)

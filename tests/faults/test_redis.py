@@ -7,9 +7,9 @@ import time
 import pytest
 from django_redis import get_redis_connection
 
-from tests.faults.harness import CommittedState, Traffic, log_lines
+from tests.support.faults import CommittedState, Traffic, log_lines
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 
 def circuit_events(*logs) -> tuple[int, int]:
@@ -117,17 +117,12 @@ def test_a_process_back_from_an_outage_clears_what_others_failed_to_invalidate(o
     from accounts.selectors import user_context_get
     from cachemgmt import cache
     from tests.factories import UserFactory
-
-    class Clock:
-        now = 1000.0
-
-        def __call__(self) -> float:
-            return self.now
+    from tests.support.clock import FakeClock
 
     def lost(*args, **kwargs):
         raise RedisConnectionError("the outage swallowed this invalidation")
 
-    clock = Clock()
+    clock = FakeClock()
     reader = cache.RedisStore(breaker=cache.CircuitBreaker(threshold=2, cooldown=1.0, clock=clock))
     writer = cache.RedisStore(breaker=cache.CircuitBreaker(threshold=2, cooldown=1.0, clock=clock))
     monkeypatch.setattr(writer, "_bump", lost)
@@ -140,7 +135,7 @@ def test_a_process_back_from_an_outage_clears_what_others_failed_to_invalidate(o
     try:
         cache.reset_store(writer)
         services.profile_update(user_id=user.pk, display_name="after")
-        assert writer._lost_invalidations
+        assert writer.lost_invalidations
         cache.reset_store(reader)
         for _ in range(2):  # R's lookups time out: its circuit opens, it reads the database
             assert user_context_get(user_id=user.pk).public["user"]["display_name"] == "after"  # type: ignore[union-attr]

@@ -8,12 +8,12 @@ import pytest
 from accounts import services
 from accounts.models import Organization
 from accounts.tokens import token_issue
-from tests.bqserver import FakeBigQuery
 from tests.factories import MembershipFactory, UserFactory
-from tests.faults.harness import http, wait_for
+from tests.support.bigquery import FakeBigQuery
+from tests.support.faults import http, wait_for
 from zones.models import ZoneSyncRun
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
 
 TABLE = "fake-project.zones_ds.zone_mappings"
 INTERVAL = 2  # seconds between beat's syncs (ZONE_SYNC_INTERVAL)

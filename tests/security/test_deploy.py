@@ -7,7 +7,11 @@ import secrets
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.support.services import ROOT
+
+pytestmark = pytest.mark.slow  # each test runs manage.py check --deploy
 
 
 def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:

@@ -105,7 +105,7 @@ def test_throttle_keys_in_redis_hold_no_client_input(redis_cache, settings):
     client = APIClient()
     client.post(LOGIN, {"username": username, "password": "p"}, format="json", HTTP_X_FORWARDED_FOR="1.2.3.4:*, ::1")
     redis = get_redis_connection("default")
-    found = [key.decode() for key in redis.scan_iter(match=f"{settings.CACHE_KEY_PREFIX}*throttle*")]
+    found = [key.decode() for key in redis.scan_iter(match=f"{settings.CACHEMGMT['KEY_PREFIX']}*throttle*")]
     assert len(found) == 2, found
     for key in found:
         assert THROTTLE_KEY.search(key) and "evil" not in key and "1.2.3.4" not in key and len(key) < 100
@@ -136,12 +136,13 @@ def test_behind_a_proxy_each_client_has_its_own_address_counter(settings):
     assert attempt("198.51.100.99, 203.0.113.7").status_code == 429  # a forged first hop changes nothing
 
 
+@pytest.mark.slow
 def test_trusted_proxy_count_is_read_from_the_environment():
     import os
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from tests.support.services import ROOT
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "TRUSTED_PROXY_COUNT": "2"}
     code = (

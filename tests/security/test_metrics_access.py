@@ -9,7 +9,7 @@ import sys
 import pytest
 from django.test import Client
 
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 pytestmark = pytest.mark.django_db
 
@@ -49,12 +49,14 @@ def settings_of(**env: str) -> str:
     return result.stdout.strip() + result.stderr.strip()[-300:]
 
 
+@pytest.mark.slow
 def test_defaults_closed_in_production_open_in_the_demo():
     assert settings_of(DEBUG="0") == "[] True True"
     assert settings_of(DEBUG="1") == "['*'] False False"
     assert settings_of(DEBUG="0", SECURE_COOKIES="0", METRICS_ALLOWED_IPS="10.0.0.0/8") == "['10.0.0.0/8'] False False"
 
 
+@pytest.mark.slow
 def test_a_malformed_allow_list_stops_start_up_naming_the_variable():
     output = settings_of(DEBUG="0", METRICS_ALLOWED_IPS="10.0.0.0/8,not-an-address")
     assert "METRICS_ALLOWED_IPS" in output and "not-an-address" in output

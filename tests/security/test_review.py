@@ -11,7 +11,7 @@ import jwt.algorithms
 from django.contrib.auth import hashers
 
 from accounts import tokens
-from tests.conftest import ROOT
+from tests.support.services import ROOT
 
 APPS = ("accounts", "cachemgmt", "zones", "project")
 SECRET_NAME = re.compile(r"password|secret|signature|digest|hmac|mac\b|api_?key|csrf", re.IGNORECASE)

@@ -1,4 +1,4 @@
-"""Fixtures of the zones tests: organizations, a FakeBigQuery wired in as the zone source, bump spies."""
+"""Fixtures of the zones tests: organizations and bump spies (the ``bigquery`` fixture is shared)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,7 @@ import pytest
 
 from accounts.models import Organization
 from cachemgmt import cache
-from tests.conftest import TABLE  # noqa: F401 - zones tests import it from here
 from tests.factories import OrganizationFactory
-
-Rows = list[tuple[str, str, str]]
-
-
-def mappings(organizations: int, zones_per_organization: int, *, prefix: str = "org") -> Rows:
-    """Rows giving organization ``{prefix}-i`` the zones ``Z{i+j}`` (zones shared between neighbours)."""
-    return [
-        (f"{prefix}-{i}", f"Z{i + j:05d}", f"Zone {i + j}")
-        for i in range(organizations)
-        for j in range(zones_per_organization)
-    ]
 
 
 @pytest.fixture

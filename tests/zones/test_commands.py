@@ -9,8 +9,9 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.conftest import ROOT, process_env
-from tests.zones.conftest import TABLE
+from tests.support.bigquery import TABLE
+from tests.support.processes import process_env
+from tests.support.services import ROOT
 from zones.models import ZoneAssignment, ZoneSyncRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -71,6 +72,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_sync_zones_exit_codes(postgres, bigquery, organizations):
     organizations("a")

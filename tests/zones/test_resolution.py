@@ -14,7 +14,7 @@ from accounts.selectors import user_context_get
 from accounts.services import context_invalidate
 from project.celery import app
 from tests.factories import MembershipFactory
-from tests.zones.conftest import TABLE
+from tests.support.bigquery import TABLE
 from zones import services
 from zones.models import ZoneSyncRun
 
@@ -76,6 +76,7 @@ def test_a_missing_snapshot_is_pending_and_requests_do_not_sync(
     assert ZoneSyncRun.objects.count() == 0
 
 
+@pytest.mark.slow
 def test_an_overdue_snapshot_enqueues_one_sync_not_one_per_request(
     bigquery, organizations, api_client, bearer, settings, with_broker, requested
 ):
@@ -126,6 +127,7 @@ def get_me(url: str, headers: dict[str, str]) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_a_sync_is_seen_by_the_next_request_on_another_process(
     postgres, redis_cache, bigquery, organizations, web_process, bearer

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.selectors import user_context_get
 from cachemgmt import cache
 from tests.factories import MembershipFactory, ZoneAssignmentFactory, ZoneFactory
-from tests.zones.conftest import mappings
+from tests.support.bigquery import mappings
 from zones import services
 from zones.models import Zone, ZoneAssignment, ZoneSyncRun
 from zones.selectors import organization_zones_get
@@ -153,7 +153,7 @@ def test_empty_result_fails_and_keeps_the_snapshot(bigquery, organizations):
     [
         ("error500", "HTTP 500"),
         ("error404_table", "not found (404)"),
-        ("slow", "timed out"),
+        pytest.param("slow", "timed out", marks=pytest.mark.slow),  # waits for the 0.5 s timeout
         ("garbage", "malformed response"),
         ("malformed", "malformed response"),
         ("job_error", "Syntax error"),
@@ -334,12 +334,14 @@ def test_bulk_sync_sends_no_per_row_signals_and_few_statements(bigquery, organiz
     assert len(queries) < 40, [q["sql"][:80] for q in queries.captured_queries]
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_scale_script_runs_a_small_sync_end_to_end(postgres):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT, process_env
+    from tests.support.processes import process_env
+    from tests.support.services import ROOT
 
     result = subprocess.run(
         [sys.executable, "scripts/zone_sync_scale.py", "--rows", "5000", "--organizations", "50", "--zones", "500",

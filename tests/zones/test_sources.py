@@ -15,7 +15,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from tests.bqserver import FakeBigQuery
+from tests.support.bigquery import TABLE, FakeBigQuery
 from zones import sources
 from zones.sources import (
     BigQuerySource,
@@ -28,8 +28,6 @@ from zones.sources import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-TABLE = "fake-project.zones_ds.zone_mappings"
 
 
 def make_rows(n: int) -> list[tuple[str, str, str]]:
@@ -229,6 +227,7 @@ def test_error404_table(fake: FakeBigQuery) -> None:
     assert fake.calls_to("jobs.insert") == 1  # not retried
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slow_methods", [None, frozenset({"jobs.getQueryResults"})])
 def test_slow_server_times_out(fake: FakeBigQuery, slow_methods: frozenset[str] | None) -> None:
     # Only-getQueryResults matters: the client raises that call's HTTP timeout to >= 120 s,

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from cachemgmt import cache
 from project.celery import app
-from tests.conftest import service_missing
-from tests.zones.conftest import TABLE, mappings
+from tests.support.bigquery import TABLE, mappings
+from tests.support.services import service_missing
 from zones import services, tasks
 from zones.models import ZoneAssignment, ZoneSyncRun
 from zones.sources import ZoneSourceError
@@ -196,6 +196,7 @@ def finished_tasks() -> Iterator[list[dict]]:
     task_postrun.disconnect(record)
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_two_concurrent_syncs_on_a_real_worker_one_runs_one_backs_off(
     broker, bigquery, organizations, finished_tasks, settings
@@ -215,6 +216,7 @@ def test_two_concurrent_syncs_on_a_real_worker_one_runs_one_backs_off(
     assert ZoneAssignment.objects.count() == 15
 
 
+@pytest.mark.slow
 @pytest.mark.services
 def test_real_worker_preloads_on_start_then_runs_queued_syncs_end_to_end(
     broker, bigquery, organizations, celery_process

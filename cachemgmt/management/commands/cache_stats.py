@@ -36,6 +36,9 @@ class Command(BaseCommand):
             self.stdout.write("last zone sync: never")
         else:
             self.stdout.write(f"last zone sync: {sync['status']}, {sync['rows']} rows, finished {sync['finished_at']}")
+        carrier = stats["carrier"]
+        lag = "no carrier has run" if carrier["lag_seconds"] is None else f"lag {carrier['lag_seconds']} s"
+        self.stdout.write(f"carrier: {lag}, {carrier['pending']} pending, cursor {carrier['cursor']}")
         server = stats["server"]
         if server is not None:
             self.stdout.write(

@@ -41,6 +41,8 @@ Failure modes (:attr:`FakeBigQuery.mode`):
 ``job_error``       the job finishes ``DONE`` with ``status.errorResult``
                     (jobs.get); jobs.getQueryResults and jobs.query answer
                     HTTP 400 with the same error, as BigQuery does.
+
+:data:`TABLE` is the zone table the tests configure, and :func:`mappings` builds rows for it.
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["COLUMNS", "MODES", "FakeBigQuery"]
+__all__ = ["COLUMNS", "MODES", "TABLE", "FakeBigQuery", "Rows", "mappings"]
 
 COLUMNS: tuple[str, str, str] = ("organization_slug", "zone_code", "zone_name")
+#: the zone table the tests configure (``ZONES["BIGQUERY_ZONE_TABLE"]``)
+TABLE = "fake-project.zones_ds.zone_mappings"
 MODES: frozenset[str] = frozenset({"ok", "error500", "error404_table", "slow", "garbage", "malformed", "job_error"})
 LOCATION = "US"
 _API_PREFIX = "/bigquery/v2"
@@ -71,6 +75,16 @@ _TABLE_IN_QUERY = re.compile(r"`([^`]+)`")
 _PARAM_IN_QUERY = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 
 Row = tuple[str | None, str | None, str | None]
+Rows = list[tuple[str, str, str]]
+
+
+def mappings(organizations: int, zones_per_organization: int, *, prefix: str = "org") -> Rows:
+    """Rows giving organization ``{prefix}-i`` the zones ``Z{i+j}`` (zones shared between neighbours)."""
+    return [
+        (f"{prefix}-{i}", f"Z{i + j:05d}", f"Zone {i + j}")
+        for i in range(organizations)
+        for j in range(zones_per_organization)
+    ]
 
 
 class _HTTPError(Exception):

@@ -23,8 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from cachemgmt import cache
+from cachemgmt.carrier import carrier_report
 
-logger = logging.getLogger("project.metrics")
+logger = logging.getLogger("cachemgmt.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -70,8 +71,24 @@ class CacheStatsCollector(Collector):
         yield up
 
 
+class CarrierCollector(Collector):
+    """The carrier's lag and whether this process serves cached contexts, read when scraped."""
+
+    def collect(self) -> Iterator[Metric]:
+        report = carrier_report(count_pending=False)  # no query at scrape time
+        lag = GaugeMetricFamily(
+            "authctx_carrier_lag_seconds", "Age of the carrier's last pass that left nothing pending (-1: none yet)."
+        )
+        lag.add_metric([], report["lag_seconds"] if report["lag_seconds"] is not None else -1)
+        trusted = GaugeMetricFamily("authctx_carrier_trusted", "1 while this process serves cached contexts.")
+        trusted.add_metric([], 1 if report["trusted"] else 0)
+        yield from (lag, trusted)
+
+
 _cache_collector = CacheStatsCollector()
 REGISTRY.register(_cache_collector)
+_carrier_collector = CarrierCollector()
+REGISTRY.register(_carrier_collector)
 
 
 def _registry() -> Any:
@@ -81,6 +98,7 @@ def _registry() -> Any:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(_cache_collector)
+        registry.register(_carrier_collector)
         return registry
     return REGISTRY
 

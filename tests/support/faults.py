@@ -1,4 +1,5 @@
-"""Load, a model of committed state to check answers against, and one-line reports of each fault test.
+"""The fault tests' load: HTTP to web processes, a model of committed state to check answers against, and
+the traffic (reader and writer threads) that uses both.
 
 Traffic goes to 127.0.0.1 only. Every loop is bounded in count and in time.
 """
@@ -17,53 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from django.db import close_old_connections, connection
 
 from accounts import services
 from accounts.models import Organization, Role
 from accounts.tokens import token_issue
 from tests.factories import UserFactory, permission
-
-# --------------------------------------------------------------------------------------
-# Reports: one line printed per test, and a JSON file under the pytest temporary directory
-# (so the figures survive output capture); the terminal summary repeats every line.
-# --------------------------------------------------------------------------------------
-
-REPORT_LINES: list[str] = []
-_summary_printed = [False]
-
-
-def report_write(base: Path, name: str, figures: dict[str, Any]) -> Path:
-    folder = base / "hardening"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps({"test": name, **figures}, indent=2, sort_keys=True, default=str))
-    line = f"[hardening] {name}: " + " ".join(f"{key}={value}" for key, value in figures.items())
-    print(line)
-    REPORT_LINES.append(line)
-    return path
-
-
-def terminal_summary(terminalreporter: Any) -> None:
-    if _summary_printed[0] or not REPORT_LINES:
-        return
-    _summary_printed[0] = True
-    terminalreporter.section("hardening figures (JSON under <pytest tmp>/hardening/)")
-    for line in REPORT_LINES:
-        terminalreporter.write_line(line)
-
-
-@pytest.fixture
-def hardening_report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """``hardening_report(**figures)`` writes this test's figures and prints its one line."""
-    name = request.node.name
-
-    def write(**figures: Any) -> Path:
-        return report_write(tmp_path_factory.getbasetemp(), name, figures)
-
-    return write
-
 
 # --------------------------------------------------------------------------------------
 # HTTP

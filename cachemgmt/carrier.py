@@ -1,0 +1,369 @@
+"""The carrier: applies the changes the database recorded (``DependencyChange``) to the cache, in every topology.
+
+What it does, where, and the guarantee:
+
+* **Shared cache (Redis).** One carrier in the whole deployment applies changes: every web
+  process (started through ``project.wsgi`` or ``project.asgi``) runs a carrier thread, and
+  the one holding the ``carrier-leader`` lock in Redis (renewed on every pass, 3 s expiry)
+  does the work; the others follow its heartbeat and take over within the expiry when it
+  dies. The leader keeps its cursor (the last applied change id)
+  in Redis, so a change committed while no carrier runs is applied when one starts, and
+  writes a heartbeat after every pass that left nothing pending.
+* **In-process cache (no Redis).** Every process keeps its own store, so every process runs
+  its own carrier for its own store, following the changes from its start.
+* **Waking up.** On PostgreSQL a carrier LISTENs on ``capture.NOTIFY_CHANNEL`` (the triggers
+  NOTIFY at commit) and polls at least every ``IDLE_SECONDS`` anyway; on SQLite it polls
+  every ``POLL_SECONDS`` (one indexed query).
+* **Trust.** A process serves cached contexts only while the carrier it depends on has
+  caught up within ``TRUST_SECONDS``: the leader's heartbeat (shared cache) or its own last
+  pass (in-process cache). Past that, ``user_context_get`` reads the database instead:
+  never silently stale. Processes that run no carrier (tests, shells, commands) are not
+  serving requests and keep trusting the cache.
+
+The project's own writes still bump their keys on commit themselves (no hop); the carrier
+adds every other writer: ``update()``, bulk writes, raw SQL, another service, a migration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection, connections
+
+from cachemgmt import cache
+from cachemgmt.capture import CHANGE_TABLE, NOTIFY_CHANNEL
+
+logger = logging.getLogger("cachemgmt.carrier")
+
+TRUST_SECONDS = 1.0
+IDLE_SECONDS = 0.2
+POLL_SECONDS = 0.02
+LEADER_TTL_SECONDS = 3
+BATCH = 5000
+STARTUP_WAIT_SECONDS = 0.5
+# Applied changes are kept this long (for inspection), then pruned by the leader.
+RETENTION_SECONDS = 3600
+
+LEADER_LOCK = "carrier-leader"
+CURSOR = "carrier-cursor"
+HEARTBEAT = "carrier-heartbeat"
+
+# kind recorded by the triggers -> the dependency key(s) it bumps
+_GLOBAL_KEYS = {"permissions": cache.dep_permissions_key, "zones": cache.dep_zones_key}
+_ID_KEYS = {"user": cache.dep_user_key, "organization": cache.dep_organization_key, "role": cache.dep_role_key}
+
+
+def keys_of(kind: str, ident: int) -> list[str]:
+    if kind in _ID_KEYS:
+        return [_ID_KEYS[kind](int(ident))]
+    if kind in _GLOBAL_KEYS:
+        return [_GLOBAL_KEYS[kind]()]
+    if kind == "namespace":
+        return [cache.namespace_key(cache.NAMESPACES[int(ident)])]
+    logger.warning("unknown dependency change kind", extra={"kind": kind})
+    return []
+
+
+@dataclass
+class CarrierStatus:
+    role: str = "off"  # off, leader, standby, local
+    cursor: int = 0
+    caught_up_at: float = 0.0  # wall time at the start of the last pass that left nothing pending
+    applied: int = 0
+    errors: int = 0
+    pid: int = 0
+    trusted_until: float = field(default=0.0)  # monotonic
+
+    def lag_seconds(self, now: float | None = None) -> float | None:
+        if not self.caught_up_at:
+            return None
+        return max(0.0, (now if now is not None else time.time()) - self.caught_up_at)
+
+
+_status = CarrierStatus()
+_enabled = [False]
+_lock = threading.Lock()
+_stop = threading.Event()
+_ready = threading.Event()
+_stopped = [False]
+
+
+def carrier_enable(enabled: bool = True) -> None:
+    """Called by the server entry points (``project.wsgi``, ``project.asgi``): this process runs
+    a carrier and trusts cached contexts only while it (or the deployment's leader) keeps up."""
+    _enabled[0] = enabled
+
+
+def carrier_status() -> CarrierStatus:
+    return _status
+
+
+def cache_trusted() -> bool:
+    """Whether cached contexts may be served now (one comparison on the request path)."""
+    if not _enabled[0]:
+        return True
+    if not _stopped[0]:
+        carrier_start()
+    return time.monotonic() < _status.trusted_until
+
+
+def carrier_start() -> None:
+    """Start this process's carrier thread once (after a fork, again in the child)."""
+    pid = os.getpid()
+    if _status.pid == pid or not _enabled[0]:
+        return
+    with _lock:
+        if _status.pid == pid:
+            return
+        _stopped[0] = False
+        _status.__init__()  # type: ignore[misc]  # a forked child starts from nothing
+        _status.pid = pid
+        _stop.clear()
+        _ready.clear()
+        thread = threading.Thread(target=_run, name="dependency-carrier", daemon=True)
+        _threads[:] = [thread]
+        thread.start()
+    # The process's first request waits for the first pass (a few milliseconds) rather than
+    # reading the database because the carrier has not looked yet.
+    _ready.wait(STARTUP_WAIT_SECONDS)
+
+
+def carrier_stop(*, timeout: float = 5.0) -> None:
+    """Stop this process's carrier until ``carrier_start()`` (a leader's lock expires by itself);
+    meanwhile this process stops trusting cached contexts."""
+    _stopped[0] = True
+    _stop.set()
+    for thread in _threads:
+        thread.join(timeout)
+    _threads.clear()
+    _status.pid = 0
+    _status.role = "off"
+    _status.trusted_until = 0.0
+
+
+_threads: list[threading.Thread] = []
+
+
+def _run() -> None:
+    shared = cache.backend_name() == "redis"
+    listener = _Listener() if connection.vendor == "postgresql" else None
+    token: str | None = None
+    _status.role = "standby" if shared else "local"
+    if not shared:
+        # This process's own store: whatever it holds may predate the carrier (a restarted
+        # carrier thread), so it starts empty, from the newest change.
+        _status.cursor = _max_change_id()
+        for namespace in cache.NAMESPACES:
+            cache.namespace_clear(namespace)
+    while not _stop.is_set():
+        started = time.time()
+        try:
+            if shared:
+                token = _lead(token)
+                if token is None:
+                    _follow_heartbeat()
+                    _stop.wait(IDLE_SECONDS)
+                    continue
+            pending = _apply_pending(shared=shared)
+            if not pending:
+                _caught_up(started, shared=shared)
+            else:
+                continue  # more to apply: no wait
+        except Exception:
+            _status.errors += 1
+            logger.warning("dependency carrier pass failed", exc_info=True)
+            connections.close_all()
+            if listener is not None:
+                listener.close()
+            _stop.wait(IDLE_SECONDS)
+            continue
+        finally:
+            connections["default"].close_if_unusable_or_obsolete()
+        if listener is not None:
+            listener.wait(IDLE_SECONDS)
+        else:
+            _stop.wait(POLL_SECONDS)
+    if listener is not None:
+        listener.close()
+    connections.close_all()
+
+
+def _lead(token: str | None) -> str | None:
+    """Keep or take the leader lock; None while another process leads."""
+    if token is not None and cache.lock_renew(LEADER_LOCK, token, ttl=LEADER_TTL_SECONDS):
+        return token
+    token = cache.lock_acquire(LEADER_LOCK, ttl=LEADER_TTL_SECONDS)
+    if token is None:
+        _status.role = "standby"
+        return None
+    if _status.role != "leader":
+        _status.role = "leader"
+        cursor = cache.shared_get(CURSOR)
+        if cursor is None:
+            # No cursor: Redis is new or was flushed, so no entry predates this point; start
+            # from the newest change, clearing every namespace in case entries do remain.
+            for namespace in cache.NAMESPACES:
+                cache.namespace_clear(namespace)
+            cursor = _max_change_id()
+            cache.shared_set(CURSOR, cursor)
+        _status.cursor = int(cursor)
+        logger.info("dependency carrier leading", extra={"cursor": _status.cursor})
+    return token
+
+
+def _apply_pending(*, shared: bool) -> bool:
+    """Apply one batch of changes after the cursor; True when more may be waiting."""
+    if _status.caught_up_at and time.time() - _status.caught_up_at > RETENTION_SECONDS / 2:
+        # Behind for so long that pruning may have removed changes it never applied:
+        # defeat everything and start over from the newest change.
+        for namespace in cache.NAMESPACES:
+            cache.namespace_clear(namespace)
+        _status.cursor = _max_change_id()
+        if shared:
+            cache.shared_set(CURSOR, _status.cursor)
+        logger.warning("dependency carrier restarted from the newest change after a long gap")
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, kind, ident FROM {CHANGE_TABLE} WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608 - constants
+            [_status.cursor, BATCH],
+        )
+        rows = cursor.fetchall()
+    if not rows:
+        return False
+    keys = sorted({key for _, kind, ident in rows for key in keys_of(kind, ident)})
+    if keys:
+        cache.deps_bump(keys)
+    _status.cursor = int(rows[-1][0])
+    _status.applied += len(rows)
+    if shared:
+        cache.shared_set(CURSOR, _status.cursor)
+    return len(rows) == BATCH
+
+
+def _caught_up(started: float, *, shared: bool) -> None:
+    _status.caught_up_at = started
+    if shared:
+        cache.shared_set(HEARTBEAT, json.dumps([started, _status.cursor]), ttl=30)
+    _prune()
+    _trust_until(started)
+
+
+def _follow_heartbeat() -> None:
+    """A standby trusts the cache while the leader's last caught-up pass is recent."""
+    raw = cache.shared_get(HEARTBEAT)
+    if raw is None:
+        return
+    caught_up_at, cursor = json.loads(raw)
+    _status.caught_up_at, _status.cursor = float(caught_up_at), int(cursor)
+    _trust_until(float(caught_up_at))
+
+
+def _trust_until(caught_up_at: float) -> None:
+    age = max(0.0, time.time() - caught_up_at)
+    _status.trusted_until = time.monotonic() + TRUST_SECONDS - age
+    _ready.set()
+
+
+_last_prune = [0.0]
+
+
+def _prune() -> None:
+    """Delete changes older than the retention (every carrier, at most once a minute): a carrier
+    that far behind has long stopped being trusted, and starts over from the newest change."""
+    if time.monotonic() - _last_prune[0] < 60:
+        return
+    _last_prune[0] = time.monotonic()
+    horizon = time.time() - RETENTION_SECONDS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {CHANGE_TABLE} WHERE id <= %s AND created_at < %s",  # noqa: S608 - constants
+            [_status.cursor, _timestamp(horizon)],
+        )
+
+
+def _timestamp(seconds: float) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _max_change_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")  # noqa: S608 - a constant
+        return int(cursor.fetchone()[0])
+
+
+class _Listener:
+    """A dedicated PostgreSQL connection LISTENing for the triggers' NOTIFY (a session feature:
+    it needs a direct connection, not a transaction-mode pooler)."""
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        params = connections["default"].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        conn = psycopg.connect(**params, autocommit=True)
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn
+
+    def wait(self, timeout: float) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except Exception:
+            logger.debug("change listener unavailable", exc_info=True)
+            self.close()
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                logger.debug("change listener close failed", exc_info=True)
+            self._conn = None
+
+
+def carrier_report(*, count_pending: bool = True) -> dict[str, Any]:
+    """What operators read (statistics, health, metrics, the admin page): this process's role,
+    and how far the carrier serving it is behind.
+
+    ``lag_seconds`` is the age of the last pass that left nothing pending (the deployment's
+    leader with a shared cache, this process's own carrier otherwise; None when none has
+    run); ``pending`` counts recorded changes after its cursor.
+    """
+    status = _status
+    caught_up_at: float | None = status.caught_up_at or None
+    cursor = status.cursor
+    if cache.backend_name() == "redis" and status.role != "leader":
+        try:
+            raw = cache.shared_get(HEARTBEAT)
+        except cache.CacheUnavailable:
+            raw = None
+        if raw is not None:
+            beat = json.loads(raw)
+            caught_up_at, cursor = float(beat[0]), int(beat[1])
+    lag = None if caught_up_at is None else round(max(0.0, time.time() - caught_up_at), 3)
+    pending = max(0, _max_change_id() - cursor) if count_pending and caught_up_at is not None else None
+    return {
+        "role": status.role if _enabled[0] else "off",
+        "trusted": cache_trusted(),
+        "cursor": cursor,
+        "pending": pending,
+        "lag_seconds": lag,
+        "bound_seconds": TRUST_SECONDS,
+    }

@@ -1,0 +1,155 @@
+"""Change capture: a committed write of any origin records the dependency it touches; a rolled-back one, nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection, connections, transaction
+
+from accounts.models import Membership, Profile, Role, User
+from cachemgmt.models import DependencyChange
+from tests.factories import MembershipFactory, OrganizationFactory, RoleFactory, UserFactory, permission
+from zones.models import Zone, ZoneAssignment
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def changes_after(mark: int) -> set[tuple[str, int]]:
+    return set(DependencyChange.objects.filter(id__gt=mark).values_list("kind", "ident"))
+
+
+def last_id() -> int:
+    return DependencyChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def test_queryset_update_records_the_user():
+    user = MembershipFactory().user
+    mark = last_id()
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert changes_after(mark) == {("user", user.pk)}
+
+
+def test_a_login_timestamp_alone_records_nothing():
+    user = UserFactory()
+    mark = last_id()
+    User.objects.filter(pk=user.pk).update(last_login="2026-01-01T00:00:00Z")
+    User.objects.filter(pk=user.pk).update(email=user.email)  # no value changed
+    assert changes_after(mark) == set()
+
+
+def test_bulk_writes_record_every_row_they_touch():
+    members = [MembershipFactory() for _ in range(3)]
+    role = RoleFactory()
+    mark = last_id()
+    profiles = list(Profile.objects.filter(user__in=[m.user for m in members]))
+    for profile in profiles:
+        profile.display_name = "renamed"
+    Profile.objects.bulk_update(profiles, ["display_name"])
+    through = Role.permissions.through
+    through.objects.bulk_create([through(role_id=role.pk, permission_id=permission("zones.view_zone").pk)])
+    assert changes_after(mark) == {("user", m.user_id) for m in members} | {("role", role.pk)}
+
+    newcomer = UserFactory()
+    mark = last_id()
+    through.objects.filter(role_id=role.pk).delete()
+    Membership.objects.filter(pk=members[0].pk).update(user=newcomer)  # moved: both users
+    assert changes_after(mark) == {("role", role.pk), ("user", members[0].user_id), ("user", newcomer.pk)}
+
+
+def test_groups_permissions_zones_and_assignments():
+    group = Group.objects.create(name="g")
+    org = OrganizationFactory()
+    zone = Zone.objects.create(code="Z1", name="Zone 1")
+    mark = last_id()
+    group.permissions.add(permission("zones.view_zone"))
+    ZoneAssignment.objects.create(organization=org, zone=zone)
+    Zone.objects.filter(pk=zone.pk).update(name="Renamed")
+    assert changes_after(mark) == {("permissions", 0), ("organization", org.pk), ("zones", 0)}
+
+
+@pytest.mark.slow  # starts psql
+def test_raw_sql_through_django_and_through_psql():
+    user = MembershipFactory().user
+    mark = last_id()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_profile SET locale = 'fr' WHERE user_id = %s", [user.pk])
+    assert changes_after(mark) == {("user", user.pk)}
+    if connection.vendor != "postgresql":
+        return
+    mark = last_id()
+    settings = connection.settings_dict
+    subprocess.run(
+        ["psql", "-h", settings["HOST"] or "127.0.0.1", "-p", str(settings["PORT"] or 5432), "-U", settings["USER"],
+         "-d", settings["NAME"], "-v", "ON_ERROR_STOP=1", "-c",
+         f"UPDATE accounts_user SET is_active = false WHERE id = {int(user.pk)}"],  # noqa: S608 - an int
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert changes_after(mark) == {("user", user.pk)}
+
+
+def test_a_rolled_back_write_records_nothing():
+    user = UserFactory()
+    mark = last_id()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        User.objects.filter(pk=user.pk).update(is_active=False)
+        raise RuntimeError("abandon")
+    assert changes_after(mark) == set()
+
+
+@pytest.mark.services
+def test_changes_are_numbered_in_commit_order(postgres):
+    """A long transaction that commits last gets the higher id, whatever it wrote first: a
+    carrier following ids by a cursor can never step over a change committed late."""
+    early, late = UserFactory(), UserFactory()
+    wrote = threading.Event()
+    finish = threading.Event()
+
+    def long_transaction() -> None:
+        try:
+            with transaction.atomic():
+                User.objects.filter(pk=early.pk).update(first_name="first to write")
+                wrote.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=long_transaction)
+    thread.start()
+    assert wrote.wait(10)
+    User.objects.filter(pk=late.pk).update(first_name="first to commit")
+    finish.set()
+    thread.join(10)
+    order = list(DependencyChange.objects.filter(ident__in=[early.pk, late.pk], kind="user").order_by("id"))
+    assert [change.ident for change in order][-2:] == [late.pk, early.pk]
+
+
+@pytest.mark.services
+def test_capture_is_installed_on_every_table_a_context_reads(postgres):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname LIKE 'pgtrigger_capture_%'"
+        )
+        tables = {row[0] for row in cursor.fetchall()}
+    assert tables == {
+        "accounts_user", "accounts_profile", "accounts_membership", "accounts_organization", "accounts_role",
+        "accounts_role_permissions", "auth_permission", "auth_group", "accounts_user_groups",
+        "auth_group_permissions", "accounts_user_user_permissions", "zones_zone", "zones_zoneassignment",
+        "accounts_revokedtoken", "zones_zonesyncrun",
+    }  # fmt: skip
+
+
+def test_loaddata_records_what_it_writes(tmp_path):
+    from django.core.management import call_command
+
+    org = OrganizationFactory()
+    fixture = tmp_path / "org.json"
+    record = {"model": "accounts.organization", "pk": org.pk, "fields": {"name": "Loaded", "slug": org.slug}}
+    fixture.write_text(json.dumps([record]))
+    mark = last_id()
+    call_command("loaddata", str(fixture), verbosity=0)
+    assert changes_after(mark) == {("organization", org.pk)}

@@ -1,0 +1,117 @@
+"""The carrier: writes that bypass the project's signals still reach cached contexts, and a carrier
+that is down or behind makes readers go to the database rather than serve what may be stale."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from accounts.models import User
+from accounts.selectors import user_context_get
+from cachemgmt import cache, carrier
+from cachemgmt.models import DependencyChange
+from tests.factories import MembershipFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+BOUND = 3.0  # generous: this checks that a change arrives, the benchmark measures how fast
+
+
+@pytest.fixture
+def running_carrier() -> Iterator[None]:
+    carrier.carrier_enable()
+    carrier.carrier_start()
+    try:
+        wait_until(carrier.cache_trusted, what="the carrier to catch up")
+        yield
+    finally:
+        carrier.carrier_stop()
+        carrier.carrier_enable(False)
+        connection.close()
+
+
+def loads() -> int:
+    """Statements a context load costs: one on PostgreSQL, two elsewhere."""
+    return 1 if connection.vendor == "postgresql" else 2
+
+
+def wait_until(condition, *, what: str, timeout: float = BOUND) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def settle() -> None:
+    """Wait until the carrier has applied every change recorded so far (the test's own setup
+    writes too), so what follows starts from a quiet cache."""
+    newest = DependencyChange.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    wait_until(lambda: carrier.carrier_status().cursor >= newest, what="the carrier to apply the setup")
+
+
+def is_active(user_id: int) -> bool:
+    context = user_context_get(user_id=user_id)
+    return context is not None and context.is_active
+
+
+def test_a_queryset_update_reaches_the_cached_context(running_carrier, django_assert_num_queries):
+    user_id = MembershipFactory().user_id
+    settle()
+    assert is_active(user_id)
+    with django_assert_num_queries(0):
+        assert is_active(user_id)  # cached
+    User.objects.filter(pk=user_id).update(is_active=False)  # no signal fires for update()
+    wait_until(lambda: not is_active(user_id), what="the update to reach the cache")
+    with django_assert_num_queries(0):
+        assert not is_active(user_id)  # cached again, fresh
+
+
+def test_raw_sql_reaches_the_cached_context(running_carrier):
+    member = MembershipFactory()
+    settle()
+    assert user_context_get(user_id=member.user_id).organization_id == member.organization_id  # type: ignore[union-attr]
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_membership SET is_active = false WHERE id = %s", [member.pk])
+    wait_until(
+        lambda: user_context_get(user_id=member.user_id).organization_id is None,  # type: ignore[union-attr]
+        what="the raw update to reach the cache",
+    )
+
+
+def test_a_clear_recorded_by_another_process_reaches_this_one(running_carrier, django_assert_num_queries):
+    user_id = MembershipFactory().user_id
+    settle()
+    user_context_get(user_id=user_id)
+    DependencyChange.objects.create(kind="namespace", ident=cache.NAMESPACES.index("user_context"))  # as clear_cache
+    wait_until(lambda: carrier.carrier_status().cursor >= DependencyChange.objects.latest("id").id, what="the clear")
+    with django_assert_num_queries(loads()):  # the entry was defeated: loaded again
+        user_context_get(user_id=user_id)
+
+
+def test_a_stopped_carrier_makes_readers_use_the_database_and_loses_nothing(running_carrier, django_assert_num_queries):
+    user_id = MembershipFactory().user_id
+    settle()
+    assert is_active(user_id)
+    carrier.carrier_stop()  # as if its process died (a standby takes over once its lock expires)
+    User.objects.filter(pk=user_id).update(is_active=False)
+    # Its last heartbeat is trusted for TRUST_SECONDS (the bound), then no longer.
+    time.sleep(carrier.TRUST_SECONDS + 0.2)
+    assert not carrier.cache_trusted()
+    with django_assert_num_queries(loads()):
+        assert not is_active(user_id)  # from the database: fresh, though the cache is not
+    carrier.carrier_start()  # a new carrier starts from the recorded cursor (or the newest change)
+    wait_until(carrier.cache_trusted, what="the new carrier to catch up", timeout=carrier.LEADER_TTL_SECONDS + BOUND)
+    assert not is_active(user_id)
+    with django_assert_num_queries(0):
+        assert not is_active(user_id)
+
+
+def test_the_carrier_reports_its_role_cursor_and_lag(running_carrier):
+    status = carrier.carrier_status()
+    assert status.role in {"leader", "local"}
+    assert status.lag_seconds() is not None and status.lag_seconds() < BOUND
+    assert status.cursor >= 0
