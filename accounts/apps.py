@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -9,3 +12,13 @@ class AccountsConfig(AppConfig):
         from accounts import receivers
 
         receivers.connect()
+        post_migrate.connect(_history_install_sqlite, sender=self, dispatch_uid="accounts-history-sqlite")
+
+
+def _history_install_sqlite(using: str = "default", **_: Any) -> None:
+    from django.db import connections
+
+    from accounts.history import sqlite_install
+
+    if connections[using].vendor == "sqlite":
+        sqlite_install(connections[using])

@@ -154,41 +154,49 @@ def _run() -> None:
     shared = cache.backend_name() == "redis"
     listener = _Listener() if connection.vendor == "postgresql" else None
     token: str | None = None
+    fresh_start = not shared  # this process's own store must start empty (see below)
+    need_pass = True
     _status.role = "standby" if shared else "local"
-    if not shared:
-        # This process's own store: whatever it holds may predate the carrier (a restarted
-        # carrier thread), so it starts empty, from the newest change.
-        _status.cursor = _max_change_id()
-        for namespace in cache.NAMESPACES:
-            cache.namespace_clear(namespace)
     while not _stop.is_set():
         started = time.time()
         try:
+            if fresh_start:
+                # Whatever this process's own store holds may predate the carrier (a restarted
+                # carrier thread): it starts empty, from the newest change.
+                _status.cursor = _max_change_id()
+                for namespace in cache.NAMESPACES:
+                    cache.namespace_clear(namespace)
+                fresh_start = False
             if shared:
+                was_leader = _status.role == "leader"
                 token = _lead(token)
                 if token is None:
                     _follow_heartbeat()
                     _stop.wait(IDLE_SECONDS)
                     continue
-            pending = _apply_pending(shared=shared)
-            if not pending:
-                _caught_up(started, shared=shared)
-            else:
+                need_pass = need_pass or not was_leader
+            if need_pass and _apply_pending(shared=shared):
                 continue  # more to apply: no wait
+            _caught_up(started, shared=shared)
         except Exception:
             _status.errors += 1
             logger.warning("dependency carrier pass failed", exc_info=True)
             connections.close_all()
             if listener is not None:
                 listener.close()
+            need_pass = True
             _stop.wait(IDLE_SECONDS)
             continue
         finally:
             connections["default"].close_if_unusable_or_obsolete()
         if listener is not None:
-            listener.wait(IDLE_SECONDS)
+            # An idle wait on a healthy LISTEN connection proves nothing was committed since
+            # the last pass: the next pass queries only after a NOTIFY or a reconnection, so
+            # an idle deployment costs the database no statement.
+            need_pass = listener.wait(IDLE_SECONDS)
         else:
             _stop.wait(POLL_SECONDS)
+            need_pass = True
     if listener is not None:
         listener.close()
     connections.close_all()
@@ -318,16 +326,22 @@ class _Listener:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for a NOTIFY. False only when the connection stayed up and
+        nothing arrived; True after a notification, a (re)connection or an error (the caller
+        then runs a pass, which catches whatever was committed while it was not listening)."""
         try:
             if self._conn is None:
-                self._conn = self._connect()
+                self._conn = self._connect()  # LISTEN first: the pass that follows sees the rest
+                return True
             for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                break
+                return True
+            return bool(self._conn.closed or self._conn.broken)
         except Exception:
             logger.debug("change listener unavailable", exc_info=True)
             self.close()
             time.sleep(timeout)
+            return True
 
     def close(self) -> None:
         if self._conn is not None:

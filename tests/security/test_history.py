@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -115,3 +116,25 @@ def test_lowering_a_token_version_is_refused(postgres):
     with pytest.raises(DatabaseError, match="Cannot update"):
         User.objects.filter(pk=user.pk).update(token_version=0)
     assert me_status(token) == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_revocation_deleted_behind_the_admins_back_never_revives_its_token():
+    """On either database: PostgreSQL refuses the deletion; SQLite lets it happen and ends every
+    token of the user instead (fail closed)."""
+    user = MembershipFactory().user
+    token = logged_out_token(user)
+    version = User.objects.get(pk=user.pk).token_version
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("DELETE FROM accounts_revokedtoken WHERE user_id = %s", [user.pk])
+    except DatabaseError:
+        assert connection.vendor == "postgresql"
+    else:
+        assert connection.vendor == "sqlite"
+        # Every token of the user ended: its version moved past the one they carry.
+        assert User.objects.get(pk=user.pk).token_version > version
+    assert me_status(token) == 401
+    User.objects.filter(pk=user.pk).update(token_version=F("token_version") + 1)
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("UPDATE accounts_user SET token_version = token_version - 1 WHERE id = %s", [user.pk])
