@@ -39,20 +39,38 @@ def _codes(permission_ids: set[int]) -> set[str]:
     return {f"{app_label}.{codename}" for app_label, codename in rows}
 
 
+_MEMBERSHIP_FIELDS = ("user", "organization", "role", "active")
+
+
 def _membership_state(membership: Membership | None) -> tuple[Any, ...]:
     if membership is None:
-        return (None, None, False)
-    return (membership.organization_id, membership.role_id, membership.is_active)
+        return (None, None, None, False)
+    return (membership.user_id, membership.organization_id, membership.role_id, membership.is_active)
 
 
-def _membership_changes(before: tuple[Any, ...], membership: Membership) -> list[str]:
-    after = _membership_state(membership)
+def _membership_changes(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
     if before == after:
         return []
-    org, role, active = after
-    return [
-        f"membership: organization {before[0]} -> {org}, role {before[1]} -> {role}, active {before[2]} -> {active}"
-    ]
+    moved = ", ".join(
+        f"{name} {old} -> {new}" for name, old, new in zip(_MEMBERSHIP_FIELDS, before, after, strict=True)
+    )
+    return [f"membership: {moved}"]
+
+
+class AuditedDeleteMixin:
+    """Deleting a grant (a user, a membership, a role, a group, an organization) is an access
+    change too: each deletion, one by one or in bulk, goes in the access audit."""
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        target = f"{obj._meta.model_name} {obj}"
+        super().delete_model(request, obj)  # type: ignore[misc]
+        access_audit_record(actor=request.user, target=target, changes=["deleted"])
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        targets = [f"{obj._meta.model_name} {obj}" for obj in queryset]
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        for target in targets:
+            access_audit_record(actor=request.user, target=target, changes=["deleted"])
 
 
 class LeastPrivilegeMembershipMixin:
@@ -79,7 +97,7 @@ class MembershipInline(LeastPrivilegeMembershipMixin, admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
     inlines = [ProfileInline, MembershipInline]
     list_display = ("username", "email", "is_active", "is_staff", "is_superuser")
     list_select_related = ("profile",)
@@ -101,6 +119,9 @@ class UserAdmin(BaseUserAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """The bulk delete action checks no object; refuse it when one is out of the editor's reach."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Revocations go with their user (the database allows exactly that); nobody may delete
+        # them on their own, which must not stop the user's deletion.
+        perms_needed = set(perms_needed) - {RevokedToken._meta.verbose_name}
         if any(isinstance(obj, User) and not user_is_editable_by(editor=request.user, user=obj) for obj in objs):
             perms_needed = {*perms_needed, "users holding more than you"}
         return deleted, counts, perms_needed, protected
@@ -143,13 +164,23 @@ class UserAdmin(BaseUserAdmin):
             return
         before = {m.pk: _membership_state(m) for m in Membership.objects.filter(user=form.instance)}
         super().save_formset(request, form, formset, change)
+        after = {m.pk: _membership_state(m) for m in Membership.objects.filter(user=form.instance)}
         changes: list[str] = []
-        for membership in Membership.objects.filter(user=form.instance):
-            changes += _membership_changes(before.get(membership.pk, _membership_state(None)), membership)
+        for pk in sorted(before.keys() | after.keys()):  # removed rows are in before only
+            changes += _membership_changes(
+                before.get(pk, _membership_state(None)), after.get(pk, _membership_state(None))
+            )
         access_audit_record(actor=request.user, target=f"user {form.instance.get_username()}", changes=changes)
 
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        response = super().user_change_password(request, id, form_url)
+        if request.method == "POST" and response.status_code == 302:
+            user = User.objects.get(pk=id)
+            access_audit_record(actor=request.user, target=f"user {user.get_username()}", changes=["password set"])
+        return response
 
-class PermissionGrantAdmin(admin.ModelAdmin):
+
+class PermissionGrantAdmin(AuditedDeleteMixin, admin.ModelAdmin):
     """Roles and groups: an editor adds or removes only the permissions it holds itself."""
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -191,14 +222,25 @@ class GroupAdmin(PermissionGrantAdmin, BaseGroupAdmin):  # type: ignore[misc]  #
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(AuditedDeleteMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "is_active")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
 
+    def save_model(self, request: HttpRequest, obj: Organization, form: ModelForm, change: bool) -> None:
+        before = Organization.objects.filter(pk=obj.pk).values_list("is_active", flat=True).first() if change else None
+        super().save_model(request, obj, form, change)
+        if before is not None and before != obj.is_active:
+            # Its members' roles are granted again, or withdrawn.
+            access_audit_record(
+                actor=request.user,
+                target=f"organization {obj.slug}",
+                changes=[f"is_active: {before} -> {obj.is_active}"],
+            )
+
 
 @admin.register(Membership)
-class MembershipAdmin(LeastPrivilegeMembershipMixin, admin.ModelAdmin):
+class MembershipAdmin(AuditedDeleteMixin, LeastPrivilegeMembershipMixin, admin.ModelAdmin):
     list_display = ("user", "organization", "role", "is_active", "created_at")
     list_filter = ("is_active", "role")
     list_select_related = ("user", "organization", "role")
@@ -218,7 +260,9 @@ class MembershipAdmin(LeastPrivilegeMembershipMixin, admin.ModelAdmin):
         before = _membership_state(Membership.objects.filter(pk=obj.pk).first() if change else None)
         super().save_model(request, obj, form, change)
         access_audit_record(
-            actor=request.user, target=f"user {obj.user.get_username()}", changes=_membership_changes(before, obj)
+            actor=request.user,
+            target=f"user {obj.user.get_username()}",
+            changes=_membership_changes(before, _membership_state(obj)),
         )
 
 

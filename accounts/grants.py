@@ -9,7 +9,8 @@ edit                                 allowed for a non-superuser editor
 ===================================  =================================================
 ``is_superuser``, ``is_staff``,      never (superusers only)
 groups, user permissions
-a user (change, delete, password)    only a non-superuser whose permissions it holds
+a user (change, delete, password)    only a non-superuser whose permissions, dormant ones
+                                     included, it holds
 ``Role.permissions``,                add or remove only permissions it holds; the others
 ``Group.permissions``                stay as they were
 a membership's role                  only a role whose permissions it holds
@@ -25,7 +26,6 @@ from django.contrib.auth.models import Permission
 from django.db.models import Q, QuerySet
 
 from accounts.models import Role, User
-from accounts.selectors import user_context_get
 
 SUPERUSER_ONLY_USER_FIELDS = ("is_superuser", "is_staff", "groups", "user_permissions")
 
@@ -78,9 +78,15 @@ def user_is_editable_by(*, editor: Any, user: User) -> bool:
         return True
     if user.is_superuser:
         return False
-    context = user_context_get(user_id=user.pk)
-    held = set(context.permissions) if context is not None else set()
-    return held <= editor_permission_codes(editor)
+    return not potential_permissions(user).exclude(_by_codes(editor_permission_codes(editor))).exists()
+
+
+def potential_permissions(user: User) -> QuerySet[Permission]:
+    """Every permission ``user`` holds or would hold again by a switch someone else can flip:
+    the roles of all its memberships (inactive ones, inactive organizations), its groups and
+    its own. Deciding on the current permissions alone would let an editor take over a dormant
+    stronger account, then revive it."""
+    return Permission.objects.filter(Q(roles__memberships__user=user) | Q(group__user=user) | Q(user=user)).distinct()
 
 
 def assignable_roles(editor: Any) -> QuerySet[Role]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pgtrigger
 from django.contrib.auth.models import AbstractUser, Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Q
 
-from cachemgmt.capture import Capture
+from cachemgmt.capture import capture
 
 
 class User(AbstractUser):
@@ -23,16 +23,9 @@ class User(AbstractUser):
         self.token_version = (self.token_version or 0) + 1
 
     class Meta(AbstractUser.Meta):
-        triggers = [
-            # Logins update last_login only: that is no change to the context.
-            Capture(kind="user", column="id", ignore=("last_login",)),
-            # Lowering it would bring back every token a logout-everywhere or a password change ended.
-            pgtrigger.Protect(
-                name="token_version_never_decreases",
-                operation=pgtrigger.Update,
-                condition=pgtrigger.Q(new__token_version__lt=pgtrigger.F("old__token_version")),
-            ),
-        ]
+        # Logins update last_login only: that is no change to the context. (A token version
+        # never decreases: accounts.history.)
+        triggers = capture(kind="user", column="id", ignore=("last_login",))
 
 
 class Profile(models.Model):
@@ -42,7 +35,7 @@ class Profile(models.Model):
     timezone = models.CharField(max_length=64, default="UTC")
 
     class Meta:
-        triggers = [Capture(kind="user", column="user_id")]
+        triggers = capture(kind="user", column="user_id")
 
     def __str__(self) -> str:
         return self.display_name or f"profile of user {self.user_id}"
@@ -55,7 +48,7 @@ class Organization(models.Model):
 
     class Meta:
         ordering = ["slug"]
-        triggers = [Capture(kind="organization", column="id")]
+        triggers = capture(kind="organization", column="id")
 
     def __str__(self) -> str:
         return self.name
@@ -67,7 +60,7 @@ class Role(models.Model):
 
     class Meta:
         ordering = ["name"]
-        triggers = [Capture(kind="role", column="id")]
+        triggers = capture(kind="role", column="id")
 
     def __str__(self) -> str:
         return self.name
@@ -90,7 +83,7 @@ class Membership(models.Model):
             models.UniqueConstraint(fields=["user", "organization"], name="one_membership_per_user_and_org"),
         ]
         indexes = [models.Index(fields=["organization", "is_active"], name="membership_org_active")]
-        triggers = [Capture(kind="user", column="user_id")]
+        triggers = capture(kind="user", column="user_id")
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.organization_id} as {self.role_id}"
@@ -114,26 +107,9 @@ class RevokedToken(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["user", "expires_at"], name="revoked_user_expiry")]
-        # History, protected by the database against any writer (admin, ORM, raw SQL, another
-        # service): a row is never changed, and is deleted only once its token has expired or
-        # together with its user (checked at commit, so the user's cascade can run first).
-        triggers = [
-            Capture(kind="user", column="user_id"),
-            pgtrigger.Protect(name="revocation_never_changes", operation=pgtrigger.Update),
-            pgtrigger.Trigger(
-                name="revocation_kept_while_live",
-                operation=pgtrigger.Delete,
-                when=pgtrigger.After,
-                timing=pgtrigger.Deferred,
-                condition=pgtrigger.Condition("OLD.expires_at > clock_timestamp()"),
-                func="""
-                    IF EXISTS (SELECT 1 FROM accounts_user u WHERE u.id = OLD.user_id) THEN
-                        RAISE EXCEPTION 'a revocation is kept until its token expires (jti %)', OLD.jti;
-                    END IF;
-                    RETURN NULL;
-                """,
-            ),
-        ]
+        # History, protected by the database against any writer (see accounts.history): a row
+        # is never changed, and is deleted only once its token has expired or with its user.
+        triggers = capture(kind="user", column="user_id")
 
     def __str__(self) -> str:
         return f"revoked token of user {self.user_id}"
@@ -167,21 +143,21 @@ class RolePermissionCapture(Role.permissions.through):  # type: ignore[misc,name
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="role", column="role_id")]
+        triggers = capture(kind="role", column="role_id")
 
 
 class UserGroupCapture(User.groups.through):  # type: ignore[misc,name-defined]
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="user", column="user_id")]
+        triggers = capture(kind="user", column="user_id")
 
 
 class UserPermissionCapture(User.user_permissions.through):  # type: ignore[misc,name-defined]
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="user", column="user_id")]
+        triggers = capture(kind="user", column="user_id")
 
 
 class PermissionCapture(Permission):
@@ -190,14 +166,23 @@ class PermissionCapture(Permission):
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="permissions", column=None)]
+        triggers = capture(kind="permissions", column=None)
 
 
 class GroupCapture(Group):
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="permissions", column=None)]
+        triggers = capture(kind="permissions", column=None)
+
+
+class ContentTypeCapture(ContentType):
+    """Permission codes read their app label from here."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        triggers = capture(kind="permissions", column=None)
 
 
 class GroupPermissionCapture(Group.permissions.through):  # type: ignore[misc,name-defined]
@@ -206,4 +191,4 @@ class GroupPermissionCapture(Group.permissions.through):  # type: ignore[misc,na
     class Meta:
         proxy = True
         default_permissions = ()
-        triggers = [Capture(kind="permissions", column=None)]
+        triggers = capture(kind="permissions", column=None)

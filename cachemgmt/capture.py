@@ -1,17 +1,19 @@
-"""Change capture: triggers that record, in the writing transaction, which dependency a row change touches.
+"""Change capture: triggers that record, in the writing transaction, which dependencies a write touches.
 
-A model declares ``Capture(kind=..., column=...)`` in its ``Meta.triggers``: on PostgreSQL
-django-pgtrigger installs it with the migrations; on SQLite the same declarations are
-installed after every ``migrate`` (``sqlite_install``). Each trigger inserts one
-``DependencyChange`` row per dependency the change touches (the old and the new value of
-``column`` on an update that moves a row), and nothing for an update that changes no
-column outside ``ignore``.
+A model declares ``capture(kind=..., column=...)`` in its ``Meta.triggers``: on PostgreSQL
+django-pgtrigger installs the triggers with the migrations; on SQLite the same declarations
+are installed after every ``migrate`` (``sqlite_install``). A write records one
+``DependencyChange`` row per dependency it touches (the old and the new value of ``column``
+when it moves a row), nothing for an update that changes no column outside ``ignore``, and
+nothing at all if its transaction rolls back.
 
-On PostgreSQL the trigger is deferred to commit and takes one transaction-scoped advisory
-lock before inserting, so change ids are assigned in commit order: a reader that has seen
-id N has seen every change committed before it, and a carrier can follow them with a plain
-cursor. It also sends a NOTIFY (delivered at commit) to wake the carrier. SQLite has one
-writer at a time, so its ids follow commit order by construction.
+On PostgreSQL the triggers are statement-level, with transition tables: one statement
+records the distinct dependencies of all the rows it wrote (a bulk write of 100,000 rows
+costs one INSERT ... SELECT), and a statement touching more than ``COARSE_LIMIT`` of them
+records a single ``all`` change instead; it also sends a NOTIFY, delivered at commit.
+Ids are taken when a statement runs, not when its transaction commits, so a carrier
+following them also watches the ids it has not seen yet (``cachemgmt.carrier``). SQLite has
+one writer at a time, so plain row triggers number changes in commit order.
 """
 
 from __future__ import annotations
@@ -23,21 +25,19 @@ import pgtrigger
 from django.db import models
 
 CHANGE_TABLE = "cachemgmt_dependencychange"
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 NOTIFY_CHANNEL = "authctx_dependency_changes"
-# Serialises the recording of changes between committing transactions (see above).
-ORDER_LOCK = 0x61757468637478  # "authctx"
+# Past this many distinct dependencies in one statement, one "all" change replaces them.
+COARSE_LIMIT = 1000
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 class Capture(pgtrigger.Trigger):
-    """Record ``kind`` changes: ``column`` names the row's id for that dependency, or None for a
-    dependency every cached value shares (recorded with id 0)."""
+    """One statement-level trigger of a ``capture`` declaration (one per operation)."""
 
+    level = pgtrigger.Statement
     when = pgtrigger.After
-    operation = pgtrigger.Insert | pgtrigger.Update | pgtrigger.Delete
-    timing = pgtrigger.Deferred
 
-    def __init__(self, *, kind: str, column: str | None, ignore: tuple[str, ...] = (), name: str | None = None) -> None:
+    def __init__(self, *, kind: str, column: str | None, ignore: tuple[str, ...], operation: Any, name: str) -> None:
         # Declared in code, never from input; checked anyway, since they are written into SQL.
         for word in (kind, column or "", *ignore):
             if not _IDENTIFIER.fullmatch(word or "x"):
@@ -45,66 +45,76 @@ class Capture(pgtrigger.Trigger):
         self.kind = kind
         self.column = column
         self.ignore = ignore
-        super().__init__(name=name or f"capture_{kind}")
+        referencing = {
+            "INSERT": pgtrigger.Referencing(new="new_rows"),
+            "DELETE": pgtrigger.Referencing(old="old_rows"),
+            "UPDATE": pgtrigger.Referencing(old="old_rows", new="new_rows"),
+        }[str(operation)]
+        super().__init__(name=name, operation=operation, referencing=referencing)
 
-    def _ident(self, row: str) -> str:
-        return f"{row}.{self.column}" if self.column else "0"
+    def _touched(self, model: Any) -> str:
+        """SELECT of the dependency ids the statement touched (``ident``)."""
+        op = str(self.operation)
+        value = self.column or "0"
+        if op == "INSERT":
+            return f"SELECT {value} AS ident FROM new_rows"
+        if op == "DELETE":
+            return f"SELECT {value} AS ident FROM old_rows"
+        pk = model._meta.pk.column
+        ignored = ", ".join(f"'{column}'" for column in self.ignore) or "''"
+        changed = (
+            f"FROM new_rows n JOIN old_rows o ON o.{pk} = n.{pk} "
+            f"WHERE (to_jsonb(n) - ARRAY[{ignored}]::text[]) IS DISTINCT FROM (to_jsonb(o) - ARRAY[{ignored}]::text[])"
+        )
+        if not self.column:
+            return f"SELECT 0 AS ident {changed}"
+        return f"SELECT n.{self.column} AS ident {changed} UNION SELECT o.{self.column} {changed}"
 
     def get_func(self, model: Any) -> str:
-        ignored = ", ".join(f"'{column}'" for column in self.ignore)
-        unchanged = (
-            f"(to_jsonb(NEW) - ARRAY[{ignored}]::text[]) = (to_jsonb(OLD) - ARRAY[{ignored}]::text[])"
-            if self.ignore
-            else "to_jsonb(NEW) = to_jsonb(OLD)"
-        )
-        insert = f"INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) VALUES ('{self.kind}', %s, clock_timestamp());"  # noqa: S608 - identifiers checked in __init__
-        moved = f"NEW.{self.column} IS DISTINCT FROM OLD.{self.column}" if self.column else "FALSE"
         return f"""
-            IF TG_OP = 'UPDATE' AND {unchanged} THEN
-                RETURN NULL;
+            WITH touched AS (SELECT DISTINCT ident FROM ({self._touched(model)}) AS t WHERE ident IS NOT NULL),
+                 size AS (SELECT count(*) AS n FROM touched)
+            INSERT INTO {CHANGE_TABLE} (kind, ident, created_at)
+            SELECT '{self.kind}', ident, clock_timestamp() FROM touched WHERE (SELECT n FROM size) <= {COARSE_LIMIT}
+            UNION ALL
+            SELECT 'all', 0, clock_timestamp() WHERE (SELECT n FROM size) > {COARSE_LIMIT};
+            IF FOUND THEN
+                PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
             END IF;
-            PERFORM pg_advisory_xact_lock({ORDER_LOCK});
-            IF TG_OP = 'INSERT' THEN
-                {insert % self._ident("NEW")}
-            ELSE
-                {insert % self._ident("OLD")}
-                IF TG_OP = 'UPDATE' AND {moved} THEN
-                    {insert % self._ident("NEW")}
-                END IF;
-            END IF;
-            PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
             RETURN NULL;
         """
 
-    def sqlite_sql(self, model: type[models.Model]) -> list[tuple[str, str]]:
-        """``(name, CREATE TRIGGER ...)`` for SQLite: one trigger per operation."""
+    def sqlite_sql(self, model: type[models.Model]) -> tuple[str, str]:
+        """``(name, CREATE TRIGGER ...)``: the same capture as a SQLite row trigger."""
         table = model._meta.db_table
+        op = str(self.operation)
         columns = [f.column for f in model._meta.concrete_fields if f.column not in self.ignore]
-        changed = " OR ".join(f'OLD."{c}" IS NOT NEW."{c}"' for c in columns) or "0"
-        insert = f"INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) VALUES ('{self.kind}', %s, datetime('now'));"  # noqa: S608 - identifiers checked in __init__
-        base = f"authctx_{self.name}_{table}"
-        statements = {
-            "insert": ("AFTER INSERT", "", insert % self._ident("NEW")),
-            "delete": ("AFTER DELETE", "", insert % self._ident("OLD")),
-            "update": (
-                "AFTER UPDATE",
-                f"WHEN {changed}",
-                insert % self._ident("OLD")
-                + (
-                    f" INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) SELECT '{self.kind}', NEW.{self.column},"
-                    f" datetime('now') WHERE NEW.{self.column} IS NOT OLD.{self.column};"
-                    if self.column
-                    else ""
-                ),
-            ),
-        }
-        return [
-            (
-                f"{base}_{op}",
-                f'CREATE TRIGGER "{base}_{op}" {event} ON "{table}" FOR EACH ROW {when} BEGIN {body} END',
-            )
-            for op, (event, when, body) in statements.items()
-        ]
+        insert = f"INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) VALUES ('{self.kind}', %s, datetime('now'));"
+        ident = (lambda row: f"{row}.{self.column}") if self.column else (lambda row: "0")
+        when = ""
+        if op == "INSERT":
+            body = insert % ident("NEW")
+        elif op == "DELETE":
+            body = insert % ident("OLD")
+        else:
+            when = "WHEN " + (" OR ".join(f'OLD."{c}" IS NOT NEW."{c}"' for c in columns) or "0")
+            body = insert % ident("OLD")
+            if self.column:
+                body += (
+                    f" INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) SELECT '{self.kind}',"
+                    f" NEW.{self.column}, datetime('now') WHERE NEW.{self.column} IS NOT OLD.{self.column};"
+                )
+        name = f"authctx_{self.name}_{table}"
+        return name, f'CREATE TRIGGER "{name}" AFTER {op} ON "{table}" FOR EACH ROW {when} BEGIN {body} END'
+
+
+def capture(*, kind: str, column: str | None, ignore: tuple[str, ...] = ()) -> list[Capture]:
+    """The triggers recording ``kind`` changes of a model: ``column`` names the row's id for
+    that dependency, or None for a dependency every cached value shares (recorded as id 0)."""
+    return [
+        Capture(kind=kind, column=column, ignore=ignore, operation=operation, name=f"capture_{kind}_{label}")
+        for operation, label in ((pgtrigger.Insert, "ins"), (pgtrigger.Update, "upd"), (pgtrigger.Delete, "del"))
+    ]
 
 
 def captured() -> list[tuple[type[models.Model], Capture]]:
@@ -118,13 +128,13 @@ def captured() -> list[tuple[type[models.Model], Capture]]:
 
 def sqlite_install(connection: Any) -> int:
     """(Re)create every capture trigger on a SQLite database; returns how many exist."""
-    names = []
+    installed = 0
     with connection.cursor() as cursor:
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'authctx_capture_%'")
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
         for model, trigger in captured():
-            for name, sql in trigger.sqlite_sql(model):
-                cursor.execute(sql)
-                names.append(name)
-    return len(names)
+            _, sql = trigger.sqlite_sql(model)
+            cursor.execute(sql)
+            installed += 1
+    return installed

@@ -12,8 +12,10 @@ What it does, where, and the guarantee:
 * **In-process cache (no Redis).** Every process keeps its own store, so every process runs
   its own carrier for its own store, following the changes from its start.
 * **Waking up.** On PostgreSQL a carrier LISTENs on ``capture.NOTIFY_CHANNEL`` (the triggers
-  NOTIFY at commit) and polls at least every ``IDLE_SECONDS`` anyway; on SQLite it polls
-  every ``POLL_SECONDS`` (one indexed query).
+  NOTIFY at commit): while the connection is healthy and silent, nothing was committed, so
+  it queries only after a notification, a reconnection, or every ``VERIFY_SECONDS`` as a
+  check on the connection itself. On SQLite it polls every ``POLL_SECONDS`` (one indexed
+  query).
 * **Trust.** A process serves cached contexts only while the carrier it depends on has
   caught up within ``TRUST_SECONDS``: the leader's heartbeat (shared cache) or its own last
   pass (in-process cache). Past that, ``user_context_get`` reads the database instead:
@@ -22,6 +24,11 @@ What it does, where, and the guarantee:
 
 The project's own writes still bump their keys on commit themselves (no hop); the carrier
 adds every other writer: ``update()``, bulk writes, raw SQL, another service, a migration.
+
+* **Late commits.** PostgreSQL numbers changes when a statement runs, not when its
+  transaction commits, so ids below the cursor can still appear: each pass also asks again
+  for the ids it stepped over (gaps), and forgets a gap once every transaction that could
+  hold it has ended (snapshot ``xmin`` past the ``xmax`` seen when it was missed).
 """
 
 from __future__ import annotations
@@ -47,6 +54,11 @@ POLL_SECONDS = 0.02
 LEADER_TTL_SECONDS = 3
 BATCH = 5000
 STARTUP_WAIT_SECONDS = 0.5
+HEARTBEAT_TTL_SECONDS = 1
+# Even while LISTEN reports nothing, a pass runs this often: a connection that stopped
+# delivering notifications without an error (a half-open socket, a pooler in between) is
+# caught within it rather than trusted for as long as entries live.
+VERIFY_SECONDS = 10.0
 # Applied changes are kept this long (for inspection), then pruned by the leader.
 RETENTION_SECONDS = 3600
 
@@ -66,6 +78,8 @@ def keys_of(kind: str, ident: int) -> list[str]:
         return [_GLOBAL_KEYS[kind]()]
     if kind == "namespace":
         return [cache.namespace_key(cache.NAMESPACES[int(ident)])]
+    if kind == "all":  # a statement touching more rows than capture.COARSE_LIMIT
+        return [cache.namespace_key(namespace) for namespace in cache.NAMESPACES] + [cache.dep_zones_key()]
     logger.warning("unknown dependency change kind", extra={"kind": kind})
     return []
 
@@ -156,6 +170,7 @@ def _run() -> None:
     token: str | None = None
     fresh_start = not shared  # this process's own store must start empty (see below)
     need_pass = True
+    last_pass = time.monotonic()
     _status.role = "standby" if shared else "local"
     while not _stop.is_set():
         started = time.time()
@@ -163,7 +178,7 @@ def _run() -> None:
             if fresh_start:
                 # Whatever this process's own store holds may predate the carrier (a restarted
                 # carrier thread): it starts empty, from the newest change.
-                _status.cursor = _max_change_id()
+                _position_start()
                 for namespace in cache.NAMESPACES:
                     cache.namespace_clear(namespace)
                 fresh_start = False
@@ -175,8 +190,10 @@ def _run() -> None:
                     _stop.wait(IDLE_SECONDS)
                     continue
                 need_pass = need_pass or not was_leader
-            if need_pass and _apply_pending(shared=shared):
-                continue  # more to apply: no wait
+            if need_pass:
+                last_pass = time.monotonic()
+                if _apply_pending(shared=shared):
+                    continue  # more to apply: no wait
             _caught_up(started, shared=shared)
         except Exception:
             _status.errors += 1
@@ -191,9 +208,9 @@ def _run() -> None:
             connections["default"].close_if_unusable_or_obsolete()
         if listener is not None:
             # An idle wait on a healthy LISTEN connection proves nothing was committed since
-            # the last pass: the next pass queries only after a NOTIFY or a reconnection, so
-            # an idle deployment costs the database no statement.
-            need_pass = listener.wait(IDLE_SECONDS)
+            # the last pass: the next pass queries only after a NOTIFY, a reconnection or
+            # VERIFY_SECONDS, so an idle deployment costs the database almost nothing.
+            need_pass = listener.wait(IDLE_SECONDS) or time.monotonic() - last_pass > VERIFY_SECONDS
         else:
             _stop.wait(POLL_SECONDS)
             need_pass = True
@@ -212,53 +229,117 @@ def _lead(token: str | None) -> str | None:
         return None
     if _status.role != "leader":
         _status.role = "leader"
-        cursor = cache.shared_get(CURSOR)
-        if cursor is None:
+        saved = cache.shared_get(CURSOR)
+        if saved is None:
             # No cursor: Redis is new or was flushed, so no entry predates this point; start
             # from the newest change, clearing every namespace in case entries do remain.
             for namespace in cache.NAMESPACES:
                 cache.namespace_clear(namespace)
-            cursor = _max_change_id()
-            cache.shared_set(CURSOR, cursor)
-        _status.cursor = int(cursor)
+            _position_start()
+            _position_save()
+        else:
+            position = json.loads(saved)
+            _status.cursor = int(position["cursor"])
+            _gaps.clear()
+            _gaps.update({int(k): int(v) for k, v in position["gaps"].items()})
         logger.info("dependency carrier leading", extra={"cursor": _status.cursor})
     return token
 
 
+# Ids below the cursor not yet visible (a transaction still in progress may commit them), each
+# with the snapshot's xmax when it was first missed: once every transaction older than that has
+# ended (xmin >= it), a still-missing id was rolled back and is forgotten.
+_gaps: dict[int, int] = {}
+# At start, ids this far below the newest are watched too (transactions in progress then).
+START_WINDOW = 10_000
+
+_PASS_SQL = {
+    "postgresql": (
+        "SELECT s.xmin, s.xmax, c.id, c.kind, c.ident FROM ("
+        " SELECT pg_snapshot_xmin(snap)::text::bigint AS xmin, pg_snapshot_xmax(snap)::text::bigint AS xmax"
+        " FROM pg_current_snapshot() AS snap) AS s"
+        f" LEFT JOIN LATERAL (SELECT id, kind, ident FROM {CHANGE_TABLE}"
+        "  WHERE id > %s OR id = ANY(%s) ORDER BY id LIMIT %s) AS c ON true"
+    ),
+    # One writer at a time: ids are visible in order, nothing is ever missed for later.
+    "sqlite": f"SELECT 0, 0, id, kind, ident FROM {CHANGE_TABLE} WHERE id > %s ORDER BY id LIMIT %s",
+}
+
+
+def _position_start() -> None:
+    """Start from the newest change, watching the recent ids not yet visible."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")
+        newest = int(cursor.fetchone()[0])
+        _gaps.clear()
+        if connection.vendor == "postgresql" and newest:
+            cursor.execute(
+                f"SELECT id FROM {CHANGE_TABLE} WHERE id > %s",
+                [newest - START_WINDOW],
+            )
+            seen = {int(row[0]) for row in cursor.fetchall()}
+            cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+            xmax = int(cursor.fetchone()[0])
+            _gaps.update({i: xmax for i in range(max(1, newest - START_WINDOW + 1), newest + 1) if i not in seen})
+    _status.cursor = newest
+
+
+def _position_save() -> None:
+    cache.shared_set(CURSOR, json.dumps({"cursor": _status.cursor, "gaps": {str(k): v for k, v in _gaps.items()}}))
+
+
 def _apply_pending(*, shared: bool) -> bool:
-    """Apply one batch of changes after the cursor; True when more may be waiting."""
+    """Apply one batch of the changes after the cursor (and of those it missed because their
+    transactions had not committed yet); True when more may be waiting."""
     if _status.caught_up_at and time.time() - _status.caught_up_at > RETENTION_SECONDS / 2:
         # Behind for so long that pruning may have removed changes it never applied:
         # defeat everything and start over from the newest change.
         for namespace in cache.NAMESPACES:
             cache.namespace_clear(namespace)
-        _status.cursor = _max_change_id()
+        _position_start()
         if shared:
-            cache.shared_set(CURSOR, _status.cursor)
+            _position_save()
         logger.warning("dependency carrier restarted from the newest change after a long gap")
         return False
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id, kind, ident FROM {CHANGE_TABLE} WHERE id > %s ORDER BY id LIMIT %s",  # noqa: S608 - constants
-            [_status.cursor, BATCH],
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(_PASS_SQL["postgresql"], [_status.cursor, list(_gaps), BATCH])
+        else:
+            cursor.execute(_PASS_SQL["sqlite"], [_status.cursor, BATCH])
         rows = cursor.fetchall()
-    if not rows:
-        return False
-    keys = sorted({key for _, kind, ident in rows for key in keys_of(kind, ident)})
+    # PostgreSQL always answers one row (the snapshot, with or without a change); SQLite none
+    # when nothing is new.
+    xmin, xmax = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+    found = [(int(row[2]), str(row[3]), int(row[4])) for row in rows if row[2] is not None]
+    keys = sorted({key for _, kind, ident in found for key in keys_of(kind, ident)})
     if keys:
         cache.deps_bump(keys)
-    _status.cursor = int(rows[-1][0])
-    _status.applied += len(rows)
-    if shared:
-        cache.shared_set(CURSOR, _status.cursor)
-    return len(rows) == BATCH
+    ids = {change_id for change_id, _, _ in found}
+    for change_id in ids & _gaps.keys():
+        del _gaps[change_id]
+    newest = max(ids, default=_status.cursor)
+    if connection.vendor == "postgresql":
+        # Ids skipped on the way to the newest: their transactions may still commit them.
+        for missing in range(_status.cursor + 1, newest):
+            if missing not in ids:
+                _gaps[missing] = xmax
+        for gap, seen_xmax in list(_gaps.items()):
+            if xmin >= seen_xmax:  # every transaction that could hold it has ended
+                del _gaps[gap]
+    changed = newest != _status.cursor or bool(found)
+    _status.cursor = max(_status.cursor, newest)
+    _status.applied += len(found)
+    if shared and changed:
+        _position_save()
+    return len(found) == BATCH
 
 
 def _caught_up(started: float, *, shared: bool) -> None:
     _status.caught_up_at = started
     if shared:
-        cache.shared_set(HEARTBEAT, json.dumps([started, _status.cursor]), ttl=30)
+        # It lives no longer than the bound: a standby trusts it by its presence, so clocks that
+        # differ between hosts cannot stretch the trust of a dead leader's last word.
+        cache.shared_set(HEARTBEAT, json.dumps([started, _status.cursor]), ttl=HEARTBEAT_TTL_SECONDS)
     _prune()
     _trust_until(started)
 
@@ -267,6 +348,7 @@ def _follow_heartbeat() -> None:
     """A standby trusts the cache while the leader's last caught-up pass is recent."""
     raw = cache.shared_get(HEARTBEAT)
     if raw is None:
+        _status.trusted_until = 0.0
         return
     caught_up_at, cursor = json.loads(raw)
     _status.caught_up_at, _status.cursor = float(caught_up_at), int(cursor)
@@ -291,7 +373,7 @@ def _prune() -> None:
     horizon = time.time() - RETENTION_SECONDS
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {CHANGE_TABLE} WHERE id <= %s AND created_at < %s",  # noqa: S608 - constants
+            f"DELETE FROM {CHANGE_TABLE} WHERE id <= %s AND created_at < %s",
             [_status.cursor, _timestamp(horizon)],
         )
 
@@ -304,7 +386,7 @@ def _timestamp(seconds: float) -> Any:
 
 def _max_change_id() -> int:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")  # noqa: S608 - a constant
+        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")
         return int(cursor.fetchone()[0])
 
 
@@ -322,7 +404,9 @@ class _Listener:
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params.pop("prepare_threshold", None)
-        conn = psycopg.connect(**params, autocommit=True)
+        # Keepalives: a peer that vanished without closing is noticed within seconds.
+        keepalives = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
+        conn = psycopg.connect(**{**keepalives, **params}, autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
 

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 
 from cachemgmt import cache
-from cachemgmt.capture import NOTIFY_CHANNEL, ORDER_LOCK
+from cachemgmt.capture import CHANGE_TABLE, NOTIFY_CHANNEL
 from cachemgmt.models import CacheAuditEntry, DependencyChange
 
 logger = logging.getLogger("cachemgmt")
@@ -100,14 +100,19 @@ def cache_clear(*, namespace: str, user_id: int | None = None, actor: Actor, sou
     return {"namespace": namespace, "cleared": cleared}
 
 
-@transaction.atomic
 def changes_record(changes: list[DependencyChange]) -> None:
-    """Record changes the way the triggers do: under their ordering lock, so ids follow commit
-    order (see ``cachemgmt.capture``) and a carrier's cursor never steps over one."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')", [ORDER_LOCK, NOTIFY_CHANNEL])
-    DependencyChange.objects.bulk_create(changes)
+    """Record changes the way the triggers do (with a NOTIFY at commit on PostgreSQL), so every
+    carrier applies them (see ``cachemgmt.capture``)."""
+    if connection.vendor != "postgresql":
+        DependencyChange.objects.bulk_create(changes)
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        for change in changes:
+            cursor.execute(
+                f"INSERT INTO {CHANGE_TABLE} (kind, ident, created_at) VALUES (%s, %s, clock_timestamp())",  # noqa: S608 - a constant
+                [change.kind, change.ident],
+            )
+        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
 
 
 def outcome_summary(outcome: dict[str, Any]) -> str:

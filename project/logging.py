@@ -18,11 +18,17 @@ REDACTED = "[redacted]"
 # Names whose values are secrets: as event keys, dict keys, header names, query or form
 # parameters, JSON members or ``name=value`` text (``access_token``, ``HTTP_AUTHORIZATION``,
 # ``X-Api-Key``, ``csrfmiddlewaretoken``, ``sessionid``...).
-_SECRET_NAME = r"pass(?:word|wd|phrase)?|secret|token|authorization|cookie|credential|api[_-]?key|sessionid|csrf"  # noqa: S105
+_SECRET_WORDS = [
+    r"pass(?:word|wd|phrase)?", "pwd", "secret", "token", "authorization", "cookie", "credential",
+    r"api[_-]?key", r"private[_-]?key", r"signing[_-]?key", "sessionid", "csrf",
+]  # fmt: skip
+_SECRET_NAME = "|".join(_SECRET_WORDS)
 _SECRET_KEYS = re.compile(_SECRET_NAME, re.I)
 _NOT_SECRET_KEYS = frozenset({"token_version"})
 # An authorization scheme and its credentials, anywhere in a text.
-_SCHEME = re.compile(r"\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+|\b(basic)(\s+)[A-Za-z0-9+/]{6,}={0,2}", re.I)
+_SCHEME = re.compile(r"\b(bearer|token)(\s+)[A-Za-z0-9._~+/=-]{8,}|\b(basic)(\s+)[A-Za-z0-9+/]{6,}={0,2}", re.I)
+# Credentials inside a URL: scheme://user:password@host (Redis, PostgreSQL, brokers).
+_URL_CREDENTIALS = re.compile(r"(://[^/\s:@]*:)[^@\s/]+(@)")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # ``name=value``, ``name: value``, ``'name': 'value'``, ``"name": "value"``: a secret name, its
 # closing quote, the separator, then a quoted value (to its closing quote) or a bare one (to
@@ -34,7 +40,7 @@ _PAIR = re.compile(
 )
 # Every pattern above starts with one of these; most strings hold none, and one search is
 # far cheaper than three substitutions.
-_SUSPECT = re.compile(rf"eyJ|bearer|basic|{_SECRET_NAME}", re.I)
+_SUSPECT = re.compile(rf"eyJ|bearer|basic|://[^\s]*@|{_SECRET_NAME}", re.I)
 
 
 def scrub_text(text: str) -> str:
@@ -42,6 +48,7 @@ def scrub_text(text: str) -> str:
     if not _SUSPECT.search(text):
         return text
     text = _SCHEME.sub(lambda m: (m.group(1) or m.group(3)) + (m.group(2) or m.group(4)) + REDACTED, text)
+    text = _URL_CREDENTIALS.sub(r"\1" + REDACTED + r"\2", text)
     text = _PAIR.sub(lambda m: m.group(1) + REDACTED, text)
     return _JWT.sub(REDACTED, text)
 
@@ -61,7 +68,10 @@ def _redact(key: Any, value: Any, depth: int = 0) -> Any:
     if depth < 8 and isinstance(value, dict):
         return {k: _redact(k, v, depth + 1) for k, v in value.items()}
     if depth < 8 and isinstance(value, list | tuple | set | frozenset):
-        return [_redact(None, item, depth + 1) for item in value]
+        items = list(value)
+        if len(items) == 2 and isinstance(items[0], str) and _is_secret_key(items[0]):
+            return [items[0], REDACTED]  # a (name, value) pair, as in a list of headers
+        return [_redact(None, item, depth + 1) for item in items]
     # Any other object (a request, an exception, bytes) is logged as its scrubbed repr.
     return scrub_text(repr(value))
 

@@ -46,6 +46,11 @@ class JSONParser(parsers.JSONParser):
     (400), so no body can exhaust the parser's recursion."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        if str(encoding).lower().replace("_", "-") not in {"utf-8", "utf8"}:
+            # JSON is UTF-8 (RFC 8259), and a body in another charset would reach the parser
+            # with brackets the depth check below cannot see.
+            raise ParseError("JSON bodies must be UTF-8.", code="invalid")
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         body = stream.read(limit + 1 if limit is not None else -1) if stream is not None else b""
         if limit is not None and len(body) > limit:

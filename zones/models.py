@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from cachemgmt.capture import Capture
+from cachemgmt.capture import capture
 
 
 class Zone(models.Model):
@@ -14,7 +14,7 @@ class Zone(models.Model):
     class Meta:
         ordering = ["code"]
         # A zone's name shows in every organization holding it: the global zones key.
-        triggers = [Capture(kind="zones", column=None)]
+        triggers = capture(kind="zones", column=None)
 
     def __str__(self) -> str:
         return f"{self.code} ({self.name})"
@@ -27,7 +27,7 @@ class ZoneAssignment(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "zone"], name="unique_zone_assignment")]
-        triggers = [Capture(kind="organization", column="organization_id")]
+        triggers = capture(kind="organization", column="organization_id")
 
     def __str__(self) -> str:
         return f"{self.organization_id} -> {self.zone_id}"
@@ -51,7 +51,7 @@ class ZoneSyncRun(models.Model):
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["status", "-finished_at"], name="zonesync_status_finished")]
         # Every context's zones_status follows the runs.
-        triggers = [Capture(kind="zones", column=None)]
+        triggers = capture(kind="zones", column=None)
 
     def __str__(self) -> str:
         return f"{self.source} sync at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"

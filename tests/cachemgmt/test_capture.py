@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 
 from accounts.models import Membership, Profile, Role, User
 from cachemgmt.models import DependencyChange
@@ -101,30 +100,17 @@ def test_a_rolled_back_write_records_nothing():
 
 
 @pytest.mark.services
-def test_changes_are_numbered_in_commit_order(postgres):
-    """A long transaction that commits last gets the higher id, whatever it wrote first: a
-    carrier following ids by a cursor can never step over a change committed late."""
-    early, late = UserFactory(), UserFactory()
-    wrote = threading.Event()
-    finish = threading.Event()
+def test_a_statement_touching_many_rows_records_one_coarse_change(postgres):
+    """One statement, one INSERT of what it touched; past the limit, one "all" change."""
+    from cachemgmt.capture import COARSE_LIMIT
 
-    def long_transaction() -> None:
-        try:
-            with transaction.atomic():
-                User.objects.filter(pk=early.pk).update(first_name="first to write")
-                wrote.set()
-                finish.wait(10)
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=long_transaction)
-    thread.start()
-    assert wrote.wait(10)
-    User.objects.filter(pk=late.pk).update(first_name="first to commit")
-    finish.set()
-    thread.join(10)
-    order = list(DependencyChange.objects.filter(ident__in=[early.pk, late.pk], kind="user").order_by("id"))
-    assert [change.ident for change in order][-2:] == [late.pk, early.pk]
+    users = User.objects.bulk_create([User(username=f"bulk{i}") for i in range(COARSE_LIMIT + 1)])
+    mark = last_id()
+    User.objects.filter(pk__in=[u.pk for u in users[:3]]).update(first_name="three")
+    assert changes_after(mark) == {("user", u.pk) for u in users[:3]}
+    mark = last_id()
+    User.objects.filter(username__startswith="bulk").update(first_name="all of them")
+    assert changes_after(mark) == {("all", 0)}
 
 
 @pytest.mark.services
@@ -139,8 +125,11 @@ def test_capture_is_installed_on_every_table_a_context_reads(postgres):
         "accounts_user", "accounts_profile", "accounts_membership", "accounts_organization", "accounts_role",
         "accounts_role_permissions", "auth_permission", "auth_group", "accounts_user_groups",
         "auth_group_permissions", "accounts_user_user_permissions", "zones_zone", "zones_zoneassignment",
-        "accounts_revokedtoken", "zones_zonesyncrun",
+        "accounts_revokedtoken", "zones_zonesyncrun", "django_content_type",
     }  # fmt: skip
+    with connection.cursor() as cursor:  # insert, update and delete on each
+        cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtrigger_capture_%'")
+        assert cursor.fetchone()[0] == 3 * len(tables)
 
 
 def test_loaddata_records_what_it_writes(tmp_path):

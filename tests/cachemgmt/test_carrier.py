@@ -3,11 +3,12 @@ that is down or behind makes readers go to the database rather than serve what m
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 
 from accounts.models import User
 from accounts.selectors import user_context_get
@@ -16,13 +17,16 @@ from cachemgmt.models import DependencyChange
 from cachemgmt.services import changes_record
 from tests.factories import MembershipFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# A carrier thread beside the test's writes: the embedded test database (in-memory SQLite in
+# shared-cache mode) locks whole tables between threads, so these run on PostgreSQL; the SQLite
+# topology is covered across processes on a file database (test_freshness.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.services]
 
 BOUND = 3.0  # generous: this checks that a change arrives, the benchmark measures how fast
 
 
 @pytest.fixture
-def running_carrier() -> Iterator[None]:
+def running_carrier(postgres) -> Iterator[None]:
     carrier.carrier_enable()
     carrier.carrier_start()
     try:
@@ -117,3 +121,32 @@ def test_the_carrier_reports_its_role_cursor_and_lag(running_carrier):
     assert status.role in {"leader", "local"}
     assert status.lag_seconds() is not None and status.lag_seconds() < BOUND
     assert status.cursor >= 0
+
+
+@pytest.mark.services
+def test_a_write_committed_late_in_a_long_transaction_reaches_the_cache_at_its_commit(running_carrier, postgres):
+    """Its change gets a lower id than changes committed meanwhile: the carrier, already past
+    those, still applies it when it commits."""
+    early, late = MembershipFactory().user_id, MembershipFactory().user_id
+    settle()
+    assert is_active(early) and is_active(late)
+    wrote, finish = threading.Event(), threading.Event()
+
+    def long_transaction() -> None:
+        try:
+            with transaction.atomic():
+                User.objects.filter(pk=early).update(is_active=False)
+                wrote.set()
+                finish.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=long_transaction)
+    thread.start()
+    assert wrote.wait(10)
+    User.objects.filter(pk=late).update(is_active=False)
+    wait_until(lambda: not is_active(late), what="the later change")
+    assert is_active(early)  # not committed yet: still active, in the database too
+    finish.set()
+    thread.join(10)
+    wait_until(lambda: not is_active(early), what="the change committed late")

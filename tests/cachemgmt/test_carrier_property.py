@@ -16,7 +16,10 @@ from cachemgmt import carrier
 from cachemgmt.models import DependencyChange
 from tests.factories import MembershipFactory, RoleFactory, permission
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# A carrier thread beside the test's writes: the embedded test database (in-memory SQLite in
+# shared-cache mode) locks whole tables between threads, so these run on PostgreSQL; the SQLite
+# topology is covered across processes on a file database (test_freshness.py).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.services]
 
 WRITERS = ["orm_save", "orm_update", "raw_sql"]
 TARGETS = ["display_name", "is_active", "role_permission", "membership"]
@@ -77,7 +80,7 @@ def write(writer: str, target: str, user: User, role: Role, flag: bool, step: in
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps)
-def test_cached_contexts_equal_the_database_after_any_mix_of_writers(steps):
+def test_cached_contexts_equal_the_database_after_any_mix_of_writers(postgres, steps):
     carrier.carrier_enable()
     carrier.carrier_start()
     try:

@@ -204,3 +204,51 @@ def test_a_superuser_grants_freely_and_every_change_is_audited():
     entry = AccessAuditEntry.objects.get(target=f"user {target.username}")
     assert entry.actor_label == root.username
     assert "is_staff: False -> True" in entry.change and "user_permissions: +zones.view_zone" in entry.change
+
+
+def test_staff_cannot_take_over_a_dormant_stronger_account():
+    """A strong role in an inactive organization grants nothing today, but would again the
+    moment the organization is switched back on: its holder counts as holding it."""
+    client, _ = staff_client([*STAFF_PERMS, "accounts.change_organization"])
+    dormant = MembershipFactory(role=RoleFactory(perms=["accounts.delete_organization"]))
+    type(dormant.organization).objects.filter(pk=dormant.organization_id).update(is_active=False)
+    new = {"password1": "a new password 123!", "password2": "a new password 123!", "usable_password": "true"}
+    assert client.post(f"/admin/accounts/user/{dormant.user_id}/password/", new).status_code == 403
+    assert client.post(f"/admin/accounts/user/{dormant.user_id}/change/", user_form(dormant.user)).status_code == 403
+
+
+def test_a_superuser_deletes_a_user_who_logged_out_and_it_is_audited():
+    root = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    assert client.login(username=root.username, password=PASSWORD)
+    leaving = MembershipFactory().user
+    token = (
+        me(leaving)
+        and APIClient()
+        .post("/api/auth/login", {"username": leaving.username, "password": PASSWORD}, format="json")
+        .json()["access_token"]
+    )
+    APIClient().post("/api/auth/logout", {}, format="json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.post(f"/admin/accounts/user/{leaving.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302, response.content[:2000]
+    assert not User.objects.filter(pk=leaving.pk).exists()
+    assert AccessAuditEntry.objects.filter(target=f"user {leaving.username}", change="deleted").exists()
+
+
+def test_membership_removals_moves_and_password_sets_are_audited():
+    root = UserFactory(is_staff=True, is_superuser=True)
+    client = Client()
+    assert client.login(username=root.username, password=PASSWORD)
+    member = MembershipFactory()
+    other = UserFactory()
+    response = client.post(
+        f"/admin/accounts/membership/{member.pk}/change/",
+        {"user": other.pk, "organization": member.organization_id, "role": member.role_id, "is_active": "on"},
+    )
+    assert response.status_code == 302
+    assert AccessAuditEntry.objects.filter(change__contains=f"user {member.user_id} -> {other.pk}").exists()
+    new = {"password1": "a new password 123!", "password2": "a new password 123!", "usable_password": "true"}
+    assert client.post(f"/admin/accounts/user/{other.pk}/password/", new).status_code == 302
+    assert AccessAuditEntry.objects.filter(target=f"user {other.username}", change="password set").exists()
+    assert client.post(f"/admin/accounts/membership/{member.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert AccessAuditEntry.objects.filter(target__startswith="membership", change="deleted").exists()

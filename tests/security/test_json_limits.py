@@ -48,3 +48,11 @@ def test_the_parser_holds_any_stream_to_the_size_limit(settings):
     with pytest.raises(PayloadTooLarge) as refused:
         JSONParser().parse(io.BytesIO(body), "application/json", {})
     assert refused.value.status_code == 413
+
+
+@pytest.mark.parametrize("charset", ["cp037", "utf-16", "latin-1"])
+def test_a_body_in_another_charset_is_a_400(charset):
+    """JSON is UTF-8; another charset could hide brackets from the depth check (cp037 does)."""
+    body = ("[" * 5000 + "]" * 5000).encode(charset)
+    response = APIClient().post("/api/auth/login", body, content_type=f"application/json; charset={charset}")
+    assert response.status_code == 400

@@ -85,3 +85,15 @@ def test_exceptions_and_their_tracebacks(production_log, token):
     text = production_log.getvalue()
     assert "Traceback" in text and "verification crashed" in text
     assert_no_secret(text, token, PASSWORD)
+
+
+def test_other_credential_shapes(production_log, token):
+    logger = logging.getLogger("thirdparty.client")
+    logger.info("calling with Authorization: Token %s", "0123456789abcdefTOKEN")
+    logger.info("headers", extra={"pairs": [("Authorization", f"Bearer {token}"), ("X-Api-Key", "k3yk3yk3y")]})
+    logger.warning("connecting to redis://:r3disPassw0rd@cache:6379/0 and postgres://app:pgPassw0rd@db/app")
+    logger.info("pwd=%s private_key=%s", "hunter2hunter2", "-----BEGINKEY-----")
+    assert_no_secret(
+        production_log.getvalue(), token, "0123456789abcdefTOKEN", "k3yk3yk3y", "r3disPassw0rd", "pgPassw0rd",
+        "hunter2hunter2", "-----BEGINKEY-----",
+    )  # fmt: skip
