@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.hashers import MD5PasswordHasher
 from rest_framework.test import APIClient
 
 from accounts import services
@@ -16,23 +15,6 @@ pytestmark = pytest.mark.django_db
 
 LOGIN = "/api/auth/login"
 THROTTLE_KEY = re.compile(r"throttle:login-(user|addr):[0-9a-f]{32}")
-
-
-class CountingHasher(MD5PasswordHasher):
-    """The test hasher, counting every hash it computes (verify() computes one too)."""
-
-    computed = 0
-
-    def encode(self, password, salt):
-        type(self).computed += 1
-        return super().encode(password, salt)
-
-
-@pytest.fixture
-def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.security.test_login.CountingHasher"]
-    CountingHasher.computed = 0
-    return CountingHasher
 
 
 def login(username: str, password: str, *, address: str = "10.0.0.1"):

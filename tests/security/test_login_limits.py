@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.contrib.auth.hashers import MD5PasswordHasher
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
@@ -13,25 +12,6 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.throttling import LoginThrottled
 from tests.factories import PASSWORD, UserFactory
-
-
-class CountingHasher(MD5PasswordHasher):
-    """The test hasher, counting every password it hashes (a verify hashes one), thread-safe."""
-
-    computed = 0
-    lock = threading.Lock()
-
-    def encode(self, password, salt):
-        with type(self).lock:
-            type(self).computed += 1
-        return super().encode(password, salt)
-
-
-@pytest.fixture
-def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.security.test_login_limits.CountingHasher"]
-    CountingHasher.computed = 0
-    return CountingHasher
 
 
 def admin_login(client: Client, username: str, password: str):
