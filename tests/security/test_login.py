@@ -133,3 +133,23 @@ def test_trusted_proxy_count_is_read_from_the_environment():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "2", result.stderr
+
+
+def test_existing_pbkdf2_hashes_are_upgraded_to_argon2id_at_the_next_login_without_ending_tokens(settings):
+    """The production hasher list (the tests' own settings use a fast hasher): an old PBKDF2 hash
+    still logs in, is rehashed with Argon2id, and the rehash is not a password change."""
+    from django.contrib.auth.hashers import make_password
+
+    import project.settings as production
+
+    settings.PASSWORD_HASHERS = production.PASSWORD_HASHERS
+    user = MembershipFactory().user
+    user.password = make_password(PASSWORD, hasher="pbkdf2_sha256")
+    user.save(update_fields=["password"])
+    first = login(user.username, PASSWORD)
+    assert first.status_code == 200
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$argon2id$v=19$m=19456,t=2,p=1$")
+    token = first.json()["access_token"]
+    assert APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert login(user.username, PASSWORD).status_code == 200  # the new hash checks too
