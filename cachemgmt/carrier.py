@@ -38,7 +38,8 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection, connections
@@ -59,7 +60,7 @@ HEARTBEAT_TTL_SECONDS = 1
 # delivering notifications without an error (a half-open socket, a pooler in between) is
 # caught within it rather than trusted for as long as entries live.
 VERIFY_SECONDS = 10.0
-# Applied changes are kept this long (for inspection), then pruned by the leader.
+# Changes are kept this long (for inspection), then pruned by every carrier (see _prune).
 RETENTION_SECONDS = 3600
 
 LEADER_LOCK = "carrier-leader"
@@ -92,7 +93,7 @@ class CarrierStatus:
     applied: int = 0
     errors: int = 0
     pid: int = 0
-    trusted_until: float = field(default=0.0)  # monotonic
+    trusted_until: float = 0.0  # monotonic
 
     def lag_seconds(self, now: float | None = None) -> float | None:
         if not self.caught_up_at:
@@ -268,10 +269,9 @@ _PASS_SQL = {
 
 def _position_start() -> None:
     """Start from the newest change, watching the recent ids not yet visible."""
+    newest = _max_change_id()
+    _gaps.clear()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")
-        newest = int(cursor.fetchone()[0])
-        _gaps.clear()
         if connection.vendor == "postgresql" and newest:
             cursor.execute(
                 f"SELECT id FROM {CHANGE_TABLE} WHERE id > %s",
@@ -374,14 +374,8 @@ def _prune() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"DELETE FROM {CHANGE_TABLE} WHERE id <= %s AND created_at < %s",
-            [_status.cursor, _timestamp(horizon)],
+            [_status.cursor, datetime.fromtimestamp(horizon, tz=UTC)],
         )
-
-
-def _timestamp(seconds: float) -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _max_change_id() -> int:
