@@ -16,6 +16,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 
 from accounts.forms import ThrottledAdminLoginForm
 from accounts.grants import (
@@ -26,8 +28,18 @@ from accounts.grants import (
     permissions_after_edit,
     user_is_editable_by,
 )
-from accounts.models import AccessAuditEntry, Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.models import (
+    AccessAuditEntry,
+    Membership,
+    Organization,
+    Profile,
+    RetiredRefreshToken,
+    Role,
+    Session,
+    User,
+)
 from accounts.services import access_audit_record, describe_set_change
+from accounts.sessions import EndReason, sessions_end
 from project.admin import StaffReadOnlyAdmin
 
 # The admin login shares the API login's limiter (per username and per address).
@@ -96,14 +108,70 @@ class MembershipInline(LeastPrivilegeMembershipMixin, admin.TabularInline):
     autocomplete_fields = ["organization", "role"]
 
 
+_SESSION_FIELDS = ("device", "ip", "created_at", "last_used_at", "expires_at", "ended_at", "end_reason")
+
+
+_SESSION_FIELDS = ("device", "ip", "created_at", "last_used_at", "expires_at", "ended_at", "end_reason")
+_SESSION_COLUMNS = ("device", "address", "signed in", "last used", "expires", "state")
+
+
 @admin.register(User)
 class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
     inlines = [ProfileInline, MembershipInline]
     list_display = ("username", "email", "is_active", "is_staff", "is_superuser")
     list_select_related = ("profile",)
+    actions = ["sign_out_everywhere"]
+
+    @admin.action(description="Sign out everywhere (end every session)", permissions=["change"])
+    def sign_out_everywhere(self, request: HttpRequest, queryset: Any) -> None:
+        ended = 0
+        for user in queryset:
+            if not user_is_editable_by(editor=request.user, user=user):
+                raise PermissionDenied
+        for user in queryset:
+            count = sessions_end(user_id=user.pk, reason=EndReason.STAFF)
+            ended += count
+            access_audit_record(
+                actor=request.user,
+                target=f"user {user.get_username()}",
+                changes=[f"signed out everywhere ({count} sessions ended)"],
+            )
+        self.message_user(request, f"{ended} sessions ended.")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.append(("Sessions", {"fields": ("sessions_overview",)}))
+        return fieldsets
+
+    @admin.display(description="Sessions (newest first; end them with the list's action)")
+    def sessions_overview(self, obj: User) -> str:
+        """The user's sessions, read-only: device, address, times, and how each ended."""
+        rows = Session.objects.filter(user=obj).order_by("-created_at")[:50]
+        if not rows:
+            return "No sessions."
+        header = format_html(
+            "<tr>{}</tr>", format_html_join("", "<th>{}</th>", ((label,) for label in _SESSION_COLUMNS))
+        )
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    row.device or "-",
+                    row.ip or "-",
+                    date_format(row.created_at, "DATETIME_FORMAT"),
+                    date_format(row.last_used_at, "DATETIME_FORMAT"),
+                    date_format(row.expires_at, "DATETIME_FORMAT"),
+                    f"ended ({row.end_reason})" if row.ended_at else "live",
+                )
+                for row in rows
+            ),
+        )
+        return format_html("<table>{}{}</table>", header, body)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = list(super().get_readonly_fields(request, obj))
+        fields = [*super().get_readonly_fields(request, obj), "sessions_overview"]
         if not is_superuser(request.user):
             fields += [name for name in SUPERUSER_ONLY_USER_FIELDS if name not in fields]
         return fields
@@ -119,9 +187,9 @@ class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """The bulk delete action checks no object; refuse it when one is out of the editor's reach."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        # Revocations go with their user (the database allows exactly that); nobody may delete
-        # them on their own, which must not stop the user's deletion.
-        perms_needed = set(perms_needed) - {RevokedToken._meta.verbose_name}
+        # Sessions and retired refresh tokens go with their user (the database allows exactly
+        # that); nobody may delete them on their own, which must not stop the user's deletion.
+        perms_needed = set(perms_needed) - {Session._meta.verbose_name, RetiredRefreshToken._meta.verbose_name}
         if any(isinstance(obj, User) and not user_is_editable_by(editor=request.user, user=obj) for obj in objs):
             perms_needed = {*perms_needed, "users holding more than you"}
         return deleted, counts, perms_needed, protected
@@ -273,10 +341,17 @@ class ProfileAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "display_name")
 
 
-@admin.register(RevokedToken)
-class RevokedTokenAdmin(StaffReadOnlyAdmin):
-    list_display = ("jti", "user", "expires_at")
+@admin.register(Session)
+class SessionAdmin(StaffReadOnlyAdmin):
+    """Sessions are history: ended by their user, by staff (the users' action) or by a command,
+    never edited or deleted here."""
+
+    list_display = ("user", "device", "ip", "created_at", "last_used_at", "expires_at", "ended_at", "end_reason")
+    list_filter = ("end_reason",)
     list_select_related = ("user",)
+    search_fields = ("user__username", "device", "ip")
+    fields = ("id", "user", *_SESSION_FIELDS, "max_expires_at")
+    readonly_fields = fields
 
 
 @admin.register(AccessAuditEntry)

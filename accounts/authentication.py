@@ -54,16 +54,17 @@ class ContextTokenAuthentication(BaseAuthentication):
             return None
         token = token.strip()
         if not token or " " in token:
-            raise AuthenticationFailed("Invalid bearer header.")
+            raise AuthenticationFailed("Invalid bearer header.", code="token_invalid")
         try:
             claims = token_decode(token)
         except TokenError as exc:
-            raise AuthenticationFailed(str(exc)) from None
+            raise AuthenticationFailed(str(exc), code=exc.code) from None
         context = user_context_get(user_id=claims.user_id)
         if context is None or not context.is_active:
-            raise AuthenticationFailed("User inactive or deleted.")
-        if claims.token_version != context.token_version or claims.jti in context.revoked_jtis:
-            raise AuthenticationFailed("Token has been revoked.")
+            raise AuthenticationFailed("User inactive or deleted.", code="token_revoked")
+        if claims.token_version != context.token_version or claims.session_id not in context.session_ids:
+            # A password change, or the token's session ended (logout, reuse, staff, limit).
+            raise AuthenticationFailed("Token has been revoked.", code="token_revoked")
         return ContextUser(context), claims
 
     def authenticate_header(self, request: Request) -> str:

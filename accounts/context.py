@@ -28,7 +28,8 @@ class UserContext:
     is_superuser: bool
     username: str
     token_version: int
-    revoked_jtis: frozenset[str]
+    # Ids of the user's live sessions: an access token naming another one is refused.
+    session_ids: frozenset[str]
     # The active membership's organization and role, even when the organization is inactive
     # (then hidden from ``public``): the context depends on them either way.
     organization_id: int | None
@@ -51,18 +52,19 @@ class UserContext:
             self.user_id,
             self.is_active,
             self.token_version,
-            sorted(self.revoked_jtis),
+            sorted(self.session_ids),
             self.organization_id,
             self.role_id,
             self.zones_stale_after,
         ]
-        return json.dumps({"p": self.public, "a": auth}, separators=(",", ":")).encode()
+        return json.dumps({"p": self.public, "s": auth}, separators=(",", ":")).encode()
 
     @classmethod
     def from_payload(cls, payload: bytes) -> UserContext:
         data = json.loads(payload)
         public = data["p"]
-        user_id, is_active, token_version, revoked, org_id, role_id, stale_after = data["a"]
+        # "s": the auth part since contexts carry session ids (older entries are refused here).
+        user_id, is_active, token_version, sessions, org_id, role_id, stale_after = data["s"]
         user = public["user"]
         return cls(
             user_id=user_id,
@@ -71,7 +73,7 @@ class UserContext:
             is_superuser=user["is_superuser"],
             username=user["username"],
             token_version=token_version,
-            revoked_jtis=frozenset(revoked),
+            session_ids=frozenset(sessions),
             organization_id=org_id,
             role_id=role_id,
             permissions=frozenset(public["permissions"]),
@@ -106,7 +108,7 @@ def build_context(
     user: dict[str, Any],
     is_active: bool,
     token_version: int,
-    revoked_jtis: list[str],
+    session_ids: list[str],
     organization: dict[str, Any] | None,
     role: dict[str, Any] | None,
     membership_organization_id: int | None,
@@ -140,7 +142,7 @@ def build_context(
         is_superuser=bool(user["is_superuser"]),
         username=str(user["username"]),
         token_version=token_version,
-        revoked_jtis=frozenset(revoked_jtis),
+        session_ids=frozenset(str(sid) for sid in session_ids),
         organization_id=membership_organization_id,
         role_id=membership_role_id,
         permissions=frozenset(public["permissions"]),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from cachemgmt.capture import capture
 
@@ -98,21 +99,60 @@ class Membership(models.Model):
         return instance
 
 
-class RevokedToken(models.Model):
-    """A single bearer token ended by logout; kept until the token would have expired anyway."""
+class Session(models.Model):
+    """One signed-in device: its refresh token (as a hash), its lifetimes and, once ended, why.
 
-    jti = models.CharField(max_length=64, primary_key=True)
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="revoked_tokens")
+    Access tokens name their session; a cached context carries the ids of its user's live
+    sessions, so ending one ends its access tokens on the next request. History, protected by
+    the database (``accounts.history``): an ended session never changes again.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions")
+    device = models.CharField(max_length=200, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    last_used_at = models.DateTimeField()
+    # Sliding: each refresh moves it, never past max_expires_at. An access token never outlives it.
     expires_at = models.DateTimeField()
+    max_expires_at = models.DateTimeField()
+    # The user's token version at login: a password change bumps the user's, ending the session.
+    token_version = models.PositiveIntegerField()
+    # SHA-256 of the current refresh token; the token itself is never stored.
+    refresh_hash = models.CharField(max_length=64, unique=True)
+    refreshed_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=32, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["user", "expires_at"], name="revoked_user_expiry")]
-        # History, protected by the database against any writer (see accounts.history): a row
-        # is never changed, and is deleted only once its token has expired or with its user.
-        triggers = capture(kind="user", column="user_id")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "ended_at", "expires_at"], name="session_user_live")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__lte=F("max_expires_at")), name="session_within_max_age")
+        ]
+        # A context lists its user's live sessions: starting and ending one changes it; a
+        # refresh (new hash, sliding expiry, last use) does not.
+        triggers = capture(
+            kind="user", column="user_id", ignore=("last_used_at", "expires_at", "refresh_hash", "refreshed_at")
+        )
 
     def __str__(self) -> str:
-        return f"revoked token of user {self.user_id}"
+        return f"session {self.device or 'unnamed device'} of user {self.user_id}"
+
+
+class RetiredRefreshToken(models.Model):
+    """A refresh token replaced by its successor: presented again, it gives itself away (reuse).
+
+    Not part of any context. Kept, read-only, as long as its session: deleting one would turn
+    a reuse into a mere unknown token.
+    """
+
+    token_hash = models.CharField(max_length=64, primary_key=True)
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="retired_refresh_tokens")
+    retired_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"retired refresh token of {self.session_id}"
 
 
 class AccessAuditEntry(models.Model):

@@ -10,7 +10,7 @@ from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 from accounts.dependencies import context_invalidate
-from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.models import Membership, Organization, Profile, Role, Session, User
 from zones.signals import zones_changed
 
 _M2M_WRITES = {"post_add", "post_remove", "post_clear", "pre_clear"}
@@ -27,7 +27,7 @@ def user_changed(sender: Any, instance: User, update_fields: frozenset[str] | No
     context_invalidate(user_ids=[instance.pk])
 
 
-def user_row_changed(sender: Any, instance: Profile | RevokedToken, **_: Any) -> None:
+def user_row_changed(sender: Any, instance: Profile | Session, **_: Any) -> None:
     context_invalidate(user_ids=[instance.user_id])
 
 
@@ -88,7 +88,7 @@ def connect() -> None:
     receivers: list[tuple[type[Model], Callable[..., None]]] = [
         (User, user_changed),
         (Profile, user_row_changed),
-        (RevokedToken, user_row_changed),
+        (Session, user_row_changed),
         (Membership, membership_changed),
         (Organization, organization_changed),
         (Role, role_changed),

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import functools
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import F, OuterRef, Subquery, Value
+from django.db.models import CharField, F, OuterRef, Subquery, Value
 from django.db.models import Q as _Q
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.conf import accounts_settings
 from accounts.context import ZONES_PENDING, ZONES_READY, UserContext, build_context, context_from_payload
 from accounts.dependencies import context_deps
-from accounts.models import Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.models import Membership, Organization, Profile, Role, Session, User
 from cachemgmt import cache
 from cachemgmt.carrier import cache_trusted
 from project import request_context
@@ -57,7 +59,12 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
             return None
-        cached = context_from_payload(result.payload)
+        cached = _decoded_or_none(result.payload)
+        if cached is None:
+            # Written by an earlier release in another shape: answer from the database and
+            # defeat the entry, so the next request refills it in this release's shape.
+            cache.deps_bump([cache.dep_user_key(user_id)])
+            return user_context_load(user_id=user_id)
         if not cached.zones_overdue():
             return cached
         # The zones snapshot went overdue since these contexts were filled: one O(1) bump
@@ -82,6 +89,13 @@ def user_context_get(*, user_id: int) -> UserContext | None:
                 NAMESPACE, user_id, miss=result, deps=context_deps(context), payload=context.to_payload(), ttl=_ttl()
             )
     return context
+
+
+def _decoded_or_none(payload: bytes) -> UserContext | None:
+    try:
+        return context_from_payload(payload)
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 def _ttl() -> int:
@@ -160,7 +174,8 @@ SELECT u.id, u.username, u.email, u.is_active, u.is_staff, u.is_superuser, u.tok
          FROM {_table(ZoneAssignment)} za JOIN {_table(Zone)} z ON z.id = za.zone_id
          WHERE za.organization_id = o.id AND o.is_active ORDER BY z.code
        ),
-       ARRAY(SELECT t.jti FROM {_table(RevokedToken)} t WHERE t.user_id = u.id AND t.expires_at > now()),
+       ARRAY(SELECT s.id::text FROM {_table(Session)} s WHERE s.user_id = u.id AND s.ended_at IS NULL
+             AND s.token_version = u.token_version AND s.expires_at > now()),
        (SELECT max(s.finished_at) FROM {_table(ZoneSyncRun)} s WHERE s.status = 'ok'),
        (SELECT s.status FROM {_table(ZoneSyncRun)} s WHERE s.status <> 'running'
         ORDER BY s.started_at DESC LIMIT 1)
@@ -182,7 +197,7 @@ def _load_postgresql(user_id: int) -> UserContext | None:
     (
         uid, username, email, is_active, is_staff, is_superuser, token_version,
         display_name, org_id, org_active, org_slug, org_name, role_id, role_name,
-        perms, zones, revoked, last_ok, last_status,
+        perms, zones, sessions, last_ok, last_status,
     ) = row  # fmt: skip
     zones_status, stale_after = _zones_state(last_ok, last_status)
     effective = org_id is not None and bool(org_active)
@@ -190,7 +205,7 @@ def _load_postgresql(user_id: int) -> UserContext | None:
         user=_user_public(uid, username, email, display_name, is_staff, is_superuser),
         is_active=is_active,
         token_version=token_version,
-        revoked_jtis=list(revoked),
+        session_ids=list(sessions),
         organization={"id": org_id, "slug": org_slug, "name": org_name} if effective else None,
         role={"id": role_id, "name": role_name} if effective else None,
         membership_organization_id=org_id,
@@ -264,17 +279,20 @@ def _load_portable(user_id: int) -> UserContext | None:
     if effective:
         parts.append(tagged(Zone.objects.filter(assignments__organization_id=row["org_id"]), "z", F("code"), F("name")))
     now = timezone.now()
-    parts.append(tagged(RevokedToken.objects.filter(user_id=user_id, expires_at__gt=now), "r", F("jti"), Value("")))
+    live = Session.objects.filter(
+        user_id=user_id, ended_at__isnull=True, token_version=row["token_version"], expires_at__gt=now
+    )
+    parts.append(tagged(live, "s", Cast("id", CharField()), Value("")))
     perms: set[str] = set()
     zones: set[tuple[str, str]] = set()
-    revoked: list[str] = []
+    sessions: list[str] = []
     for kind, a, b in parts[0].union(*parts[1:], all=True):
         if kind == "p":
             perms.add(f"{a}.{b}")
         elif kind == "z":
             zones.add((a, b))
         else:
-            revoked.append(a)
+            sessions.append(str(uuid.UUID(a)))  # stored as 32 hex digits outside PostgreSQL
     zones_status, stale_after = _zones_state(row["last_ok"], row["last_status"])
     return build_context(
         user=_user_public(
@@ -282,7 +300,7 @@ def _load_portable(user_id: int) -> UserContext | None:
         ),
         is_active=row["is_active"],
         token_version=row["token_version"],
-        revoked_jtis=revoked,
+        session_ids=sessions,
         organization={"id": row["org_id"], "slug": row["org_slug"], "name": row["org_name"]} if effective else None,
         role={"id": row["role_id"], "name": row["role_name"]} if effective else None,
         membership_organization_id=row["org_id"],
@@ -292,3 +310,26 @@ def _load_portable(user_id: int) -> UserContext | None:
         zones_status=zones_status,
         zones_stale_after=stale_after,
     )
+
+
+# --------------------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------------------
+
+
+def session_list(*, user_id: int, token_version: int) -> list[Session]:
+    """The user's live sessions (not ended, not expired, from the current password), newest first."""
+    return list(
+        Session.objects.filter(
+            user_id=user_id, ended_at__isnull=True, token_version=token_version, expires_at__gt=timezone.now()
+        ).order_by("-created_at", "-pk")
+    )
+
+
+def session_of_user(*, user_id: int, session_id: str) -> Session | None:
+    """One of the user's sessions (ended or not), or None for an unknown id or another user's."""
+    try:
+        wanted = uuid.UUID(session_id)
+    except ValueError:
+        return None
+    return Session.objects.filter(user_id=user_id, pk=wanted).first()

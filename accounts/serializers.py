@@ -8,6 +8,7 @@ from rest_framework import serializers
 class LoginInputSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150, trim_whitespace=False)
     password = serializers.CharField(max_length=1024, trim_whitespace=False, style={"input_type": "password"})
+    device = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
     def validate_username(self, value: str) -> str:
         if not value.strip():
@@ -17,8 +18,27 @@ class LoginInputSerializer(serializers.Serializer):
         return value
 
 
+class RefreshInputSerializer(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    def validate_refresh_token(self, value: str) -> str:
+        if not value.isascii() or not value.isprintable():
+            raise serializers.ValidationError("Not a refresh token.")
+        return value
+
+
 class LogoutInputSerializer(serializers.Serializer):
     all = serializers.BooleanField(required=False, default=False)
+
+
+class SessionOutputSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    device = serializers.CharField()
+    ip = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    current = serializers.BooleanField()
 
 
 class UserSerializer(serializers.Serializer):
@@ -62,4 +82,7 @@ class LoginOutputSerializer(serializers.Serializer):
     access_token = serializers.CharField()
     token_type = serializers.CharField()
     expires_in = serializers.IntegerField()
+    refresh_token = serializers.CharField()
+    refresh_expires_in = serializers.IntegerField()
+    session_id = serializers.CharField()
     context = UserContextSerializer()  # type: ignore[assignment]  # a field, popped by DRF's metaclass

@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Permission
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from accounts.context import UserContext
 from accounts.dependencies import context_invalidate
-from accounts.models import AccessAuditEntry, Membership, Organization, Profile, RevokedToken, Role, User
+from accounts.models import AccessAuditEntry, Membership, Organization, Profile, Role, User
 from accounts.selectors import user_context_get
-from accounts.tokens import TokenClaims, token_issue
+from accounts.sessions import (
+    EndReason,
+    IssuedSession,
+    SessionGone,
+    session_start,
+    sessions_end,
+    sessions_end_everyone,
+)
+from accounts.tokens import TokenClaims
 
 logger = logging.getLogger("accounts")
-
-REVOCATION_PURGE_MARGIN = 300  # seconds past a revoked token's expiry before its record may go
-
 
 # --------------------------------------------------------------------------------------
 # Login, logout
@@ -34,19 +36,12 @@ class LoginFailed(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class LoginResult:
-    access_token: str
-    expires_in: int
-    context: UserContext
-
-
-def auth_login(*, username: str, password: str, client_address: str) -> LoginResult:
-    """Check credentials and issue a bearer token.
+def auth_login(*, username: str, password: str, client_address: str, device: str = "") -> IssuedSession:
+    """Check credentials and open a session: an access token, a refresh token and the context.
 
     Failures are throttled per username and address by the authentication backend, which
-    raises ``accounts.throttling.LoginThrottled``. The context is loaded (and cached) by the
-    backend, so the first request with the new token is already warm.
+    raises ``accounts.throttling.LoginThrottled``. The context returned lists the new
+    session, so the first request with the new token is already warm.
     """
     user = authenticate(request=None, username=username.strip(), password=password, address=client_address)
     if user is None:
@@ -57,26 +52,32 @@ def auth_login(*, username: str, password: str, client_address: str) -> LoginRes
         raise LoginFailed("Invalid username or password.")
     # last_login is not part of the context: update it without a save() that would invalidate.
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())
-    token, claims = token_issue(user_id=user.pk, token_version=context.token_version)
-    logger.info("login succeeded", extra={"user_id": user.pk})
-    return LoginResult(access_token=token, expires_in=claims.expires_at - claims.issued_at, context=context)
-
-
-@transaction.atomic
-def auth_logout(*, claims: TokenClaims, everywhere: bool = False) -> None:
-    """End this token, or with ``everywhere`` every token of the user; effective on commit."""
-    if everywhere:
-        User.objects.filter(pk=claims.user_id).update(token_version=F("token_version") + 1)
-    else:
-        RevokedToken.objects.get_or_create(
-            jti=claims.jti,
-            defaults={"user_id": claims.user_id, "expires_at": datetime.fromtimestamp(claims.expires_at, tz=UTC)},
+    try:
+        # The context's token version: the database's (a password rehash at this login
+        # changes the instance's, not the stored one).
+        issued = session_start(
+            user_id=user.pk, token_version=context.token_version, device=device, ip=_ip_or_none(client_address)
         )
-    # The database refuses to delete a revocation whose token still lives (by its own clock):
-    # purge only those well past expiry, so a clock difference can never fail a logout.
-    purge_before = timezone.now() - timedelta(seconds=REVOCATION_PURGE_MARGIN)
-    RevokedToken.objects.filter(user_id=claims.user_id, expires_at__lte=purge_before).delete()
-    context_invalidate(user_ids=[claims.user_id])
+    except SessionGone:  # deactivated or its password changed during this login
+        raise LoginFailed("Invalid username or password.") from None
+    logger.info("login succeeded", extra={"user_id": user.pk})
+    return issued
+
+
+def _ip_or_none(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def auth_logout(*, claims: TokenClaims, everywhere: bool = False) -> int:
+    """End the session of this token, or with ``everywhere`` every session of the user."""
+    return sessions_end(
+        user_id=claims.user_id,
+        session_ids=None if everywhere else [claims.session_id],
+        reason=EndReason.LOGOUT_ALL if everywhere else EndReason.LOGOUT,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -200,3 +201,25 @@ def describe_set_change(name: str, before: Iterable[str], after: Iterable[str]) 
     if not added and not removed:
         return []
     return [f"{name}: " + ", ".join([*(f"+{item}" for item in added), *(f"-{item}" for item in removed)])]
+
+
+# --------------------------------------------------------------------------------------
+# Forced sign-outs (staff, operators)
+# --------------------------------------------------------------------------------------
+
+
+def sessions_revoke_user(*, username: str, actor: Any = None) -> int:
+    """End every session of a user (``revoke_tokens --user``), in the access audit; raises LookupError."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise LookupError(f"no user named {username!r}")
+    ended = sessions_end(user_id=user.pk, reason=EndReason.STAFF)
+    access_audit_record(actor=actor, target=f"user {username}", changes=[f"signed out everywhere ({ended} sessions)"])
+    return ended
+
+
+def sessions_revoke_all(*, actor: Any = None) -> int:
+    """The incident switch (``revoke_tokens --all``): every session of every user ends, audited."""
+    ended = sessions_end_everyone(reason=EndReason.INCIDENT)
+    access_audit_record(actor=actor, target="every user", changes=[f"signed out everywhere ({ended} sessions)"])
+    return ended

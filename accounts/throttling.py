@@ -66,15 +66,10 @@ class LoginAttempt:
         self.keys = []
 
 
-def login_attempt_reserve(*, username: str, address: str) -> LoginAttempt:
-    """Count one attempt against the username's and the address's limits, or raise LoginThrottled.
-
-    A refused attempt is given back at once (it evaluated no password), so the counters hold
-    the failures of the window plus the attempts in flight.
-    """
+def _reserve(keys: list[tuple[str, int]]) -> LoginAttempt:
     window = int(accounts_settings.LOGIN_FAILURE_WINDOW)
     reserved: list[str] = []
-    for key, limit in _throttle_keys(username, address):
+    for key, limit in keys:
         count = cache.window_reserve(key, window=window)
         reserved.append(key)
         if count > limit:
@@ -82,3 +77,19 @@ def login_attempt_reserve(*, username: str, address: str) -> LoginAttempt:
                 cache.window_release(taken)
             raise LoginThrottled(cache.window_ttl(key, window))
     return LoginAttempt(keys=reserved)
+
+
+def refresh_attempt_reserve(*, address: str) -> LoginAttempt:
+    """Count one refresh against the address's failure limit (as many as for logins), or raise
+    LoginThrottled: guessing refresh tokens is throttled like guessing passwords."""
+    limit = int(accounts_settings.LOGIN_FAILURES_PER_ADDRESS)
+    return _reserve([(cache.throttle_key("refresh-addr", _digest(address)), limit)])
+
+
+def login_attempt_reserve(*, username: str, address: str) -> LoginAttempt:
+    """Count one attempt against the username's and the address's limits, or raise LoginThrottled.
+
+    A refused attempt is given back at once (it evaluated no password), so the counters hold
+    the failures of the window plus the attempts in flight.
+    """
+    return _reserve(_throttle_keys(username, address))

@@ -31,7 +31,7 @@ from cachemgmt.services import Actor, ClearRefused, cache_clear
 class ServiceUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Service temporarily unavailable."
-    default_code = "service_unavailable"
+    default_code = "unavailable"
 
 
 class IsStaff(BasePermission):

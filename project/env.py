@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -87,3 +88,22 @@ def env_networks(name: str, default: str) -> list[str]:
         except ValueError:
             raise EnvError(f"{name}: expected addresses or networks (10.0.0.0/8, ::1) or *, got {item!r}") from None
     return items
+
+
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,32}")
+MIN_SIGNING_SECRET = 32
+
+
+def env_signing_keys(name: str) -> tuple[tuple[str, str], ...]:
+    """``id:secret,id:secret``: distinct ids, secrets of at least 32 characters; empty when unset."""
+    keys: list[tuple[str, str]] = []
+    for item in env_list(name, ""):
+        key_id, sep, secret = item.partition(":")
+        if not sep or not _KEY_ID.fullmatch(key_id):
+            raise EnvError(f"{name}: expected id:secret pairs (id of letters, digits, '.', '_' or '-'), got {key_id!r}")
+        if len(secret) < MIN_SIGNING_SECRET:
+            raise EnvError(f"{name}: the secret of key {key_id!r} is shorter than {MIN_SIGNING_SECRET} characters")
+        if any(key_id == known for known, _ in keys):
+            raise EnvError(f"{name}: key id {key_id!r} appears twice")
+        keys.append((key_id, secret))
+    return tuple(keys)

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -50,8 +51,41 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, OperationalError | InterfaceError):
         logger.warning("database unavailable", extra={"error": type(exc).__name__})
         _pool_drain_after(exc)
-        return Response({"detail": "Service temporarily unavailable."}, status=503, headers={"Retry-After": "1"})
-    return exception_handler(exc, context)
+        return Response(
+            {"detail": "Service temporarily unavailable.", "code": "unavailable"},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException):
+        _add_code(exc, response)
+        if response.status_code == 401:
+            _bearer_challenge(context.get("request"), response)
+    return response
+
+
+# DRF's own codes where the contract names them otherwise.
+_CODES = {"authentication_failed": "token_invalid", "parse_error": "invalid"}
+
+
+def _add_code(exc: APIException, response: Response) -> None:
+    """``{"detail", "code"}``: a stable code next to DRF's message (field errors keep their lists)."""
+    data = response.data
+    if not (isinstance(data, dict) and isinstance(data.get("detail"), str)):
+        return
+    codes = exc.get_codes()
+    if isinstance(codes, str):
+        data["code"] = _CODES.get(codes, codes)
+
+
+def _bearer_challenge(request: Any, response: Response) -> None:
+    """RFC 6750: a refused bearer token is answered with ``error="invalid_token"`` and why."""
+    header = getattr(request, "META", {}).get("HTTP_AUTHORIZATION", "") if request is not None else ""
+    if not header.lower().startswith("bearer ") or "WWW-Authenticate" not in response:
+        return
+    description = str(response.data.get("detail", "")) if isinstance(response.data, dict) else ""
+    description = description.replace("\\", "").replace('"', "'")
+    response["WWW-Authenticate"] = f'Bearer realm="api", error="invalid_token", error_description="{description}"'
 
 
 def _pool_drain_after(exc: Exception) -> None:

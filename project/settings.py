@@ -9,7 +9,17 @@ from typing import Any
 import dj_database_url
 
 from cachemgmt.conf import DEFAULTS as cache_defaults
-from project.env import EnvError, env_bool, env_choice, env_int, env_list, env_networks, env_str, env_url
+from project.env import (
+    EnvError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_signing_keys,
+    env_str,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,6 +32,9 @@ if not SECRET_KEY:
         raise EnvError("SECRET_KEY: required when DEBUG=0")
     warnings.warn("SECRET_KEY is not set: using the development key", stacklevel=1)
     SECRET_KEY = _DEV_SECRET_KEY
+# Old keys that still verify what they signed (Django's sessions and signing; the access
+# tokens' derived key when TOKEN_SIGNING_KEYS is unset): rotate by moving SECRET_KEY here.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", "")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
 
@@ -143,7 +156,12 @@ else:
 # --- Project apps ---------------------------------------------------------------------
 ACCOUNTS = {
     "USER_CONTEXT_TTL": env_int("USER_CONTEXT_TTL", 900, minimum=1),
-    "ACCESS_TOKEN_TTL": env_int("ACCESS_TOKEN_TTL", 3600, minimum=60),
+    "ACCESS_TOKEN_TTL": env_int("ACCESS_TOKEN_TTL", 900, minimum=60),
+    "REFRESH_TOKEN_TTL": env_int("REFRESH_TOKEN_TTL", 2_592_000, minimum=300),
+    "REFRESH_TOKEN_MAX_AGE": env_int("REFRESH_TOKEN_MAX_AGE", 7_776_000, minimum=300),
+    "REFRESH_REUSE_LEEWAY": env_int("REFRESH_REUSE_LEEWAY", 5, minimum=0, maximum=10),
+    "SESSIONS_PER_USER": env_int("SESSIONS_PER_USER", 20, minimum=1, maximum=1000),
+    "TOKEN_SIGNING_KEYS": env_signing_keys("TOKEN_SIGNING_KEYS"),
     # Behind a load balancer every REMOTE_ADDR is the balancer's: without this, one address
     # counter (20 failures) would throttle every client's logins at once.
     "TRUSTED_PROXY_COUNT": env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10),
@@ -173,6 +191,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "zones.tasks.zone_sync_task",
         "schedule": float(ZONE_SYNC_INTERVAL),
         "options": {"expires": float(ZONE_SYNC_INTERVAL)},
+    },
+    # Sessions whose refresh token expired are deleted (history kept until then).
+    "sessions-prune": {
+        "task": "accounts.tasks.sessions_prune_task",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 

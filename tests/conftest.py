@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.tokens import token_issue
 from cachemgmt import cache
 from tests.support.bigquery import TABLE, FakeBigQuery
 from tests.support.processes import (
@@ -27,6 +26,7 @@ from tests.support.processes import (
 )
 from tests.support.report import report_write, terminal_summary
 from tests.support.services import clear_project_keys, service_missing, uses_postgres, uses_redis
+from tests.support.tokens import access_token
 from zones import sources
 
 # Fixtures that start a process (directly or through another fixture): their tests are marked slow.
@@ -74,10 +74,10 @@ def api_client() -> APIClient:
 
 @pytest.fixture
 def bearer() -> Callable[[Any], dict[str, str]]:
-    """Headers carrying a fresh token for ``user`` (issued directly: no login round trip)."""
+    """Headers carrying a token of a new session of ``user`` (no login round trip)."""
 
     def make(user: Any) -> dict[str, str]:
-        token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+        token = access_token(user)
         return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
     return make

@@ -5,7 +5,58 @@ import pgtrigger.compiler
 import pgtrigger.migrations
 from django.db import migrations
 
-from accounts import history
+
+# The SQL as this migration first installed it (accounts.history has moved on since).
+POSTGRES_INSTALL = """
+CREATE OR REPLACE FUNCTION authctx_revocation_never_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a revocation is never changed (jti %)', OLD.jti;
+END $$;
+DROP TRIGGER IF EXISTS authctx_revocation_never_changes ON accounts_revokedtoken;
+CREATE TRIGGER authctx_revocation_never_changes BEFORE UPDATE ON accounts_revokedtoken
+    FOR EACH ROW EXECUTE FUNCTION authctx_revocation_never_changes();
+
+CREATE OR REPLACE FUNCTION authctx_revocation_kept_while_live() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.expires_at > clock_timestamp() AND EXISTS (SELECT 1 FROM accounts_user u WHERE u.id = OLD.user_id) THEN
+        RAISE EXCEPTION 'a revocation is kept until its token expires (jti %)', OLD.jti;
+    END IF;
+    RETURN NULL;
+END $$;
+DROP TRIGGER IF EXISTS authctx_revocation_kept_while_live ON accounts_revokedtoken;
+CREATE CONSTRAINT TRIGGER authctx_revocation_kept_while_live AFTER DELETE ON accounts_revokedtoken
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION authctx_revocation_kept_while_live();
+
+CREATE OR REPLACE FUNCTION authctx_token_version_never_decreases() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'a token version never decreases (user %)', OLD.id;
+END $$;
+DROP TRIGGER IF EXISTS authctx_token_version_never_decreases ON accounts_user;
+CREATE TRIGGER authctx_token_version_never_decreases BEFORE UPDATE OF token_version ON accounts_user
+    FOR EACH ROW WHEN (NEW.token_version < OLD.token_version)
+    EXECUTE FUNCTION authctx_token_version_never_decreases();
+"""
+
+POSTGRES_UNINSTALL = """
+DROP TRIGGER IF EXISTS authctx_revocation_never_changes ON accounts_revokedtoken;
+DROP TRIGGER IF EXISTS authctx_revocation_kept_while_live ON accounts_revokedtoken;
+DROP TRIGGER IF EXISTS authctx_token_version_never_decreases ON accounts_user;
+DROP FUNCTION IF EXISTS authctx_revocation_never_changes();
+DROP FUNCTION IF EXISTS authctx_revocation_kept_while_live();
+DROP FUNCTION IF EXISTS authctx_token_version_never_decreases();
+"""
+
+
+
+def postgres_install(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_INSTALL, params=None)
+
+
+def postgres_uninstall(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(POSTGRES_UNINSTALL, params=None)
+
 
 
 class Migration(migrations.Migration):
@@ -56,5 +107,5 @@ class Migration(migrations.Migration):
             trigger=pgtrigger.compiler.Trigger(name='capture_permissions_del', sql=pgtrigger.compiler.UpsertTriggerSql(func="\n            WITH touched AS (SELECT DISTINCT ident FROM (SELECT 0 AS ident FROM old_rows) AS t WHERE ident IS NOT NULL),\n                 size AS (SELECT count(*) AS n FROM touched)\n            INSERT INTO cachemgmt_dependencychange (kind, ident, created_at)\n            SELECT 'permissions', ident, clock_timestamp() FROM touched WHERE (SELECT n FROM size) <= 1000\n            UNION ALL\n            SELECT 'all', 0, clock_timestamp() WHERE (SELECT n FROM size) > 1000;\n            IF FOUND THEN\n                PERFORM pg_notify('authctx_dependency_changes', '');\n            END IF;\n            RETURN NULL;\n        ", hash='3a9b67ddf0f5f692c3e8dd9483f2734347515f02', level='STATEMENT', operation='DELETE', pgid='pgtrigger_capture_permissions_del_faf94', referencing='REFERENCING OLD TABLE AS old_rows ', table='django_content_type', when='AFTER')),
         ),
         # The same protection without django-pgtrigger's ignore switch (see accounts.history).
-        migrations.RunPython(history.postgres_install, history.postgres_uninstall),
+        migrations.RunPython(postgres_install, postgres_uninstall),
     ]

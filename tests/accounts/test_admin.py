@@ -68,7 +68,7 @@ def test_organization_deleted_in_the_admin_reaches_the_cache(admin_client_logged
     assert user_context_get(user_id=member.user_id).public["organization"] is None  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("model", ["user", "profile", "organization", "role", "membership", "revokedtoken"])
+@pytest.mark.parametrize("model", ["user", "profile", "organization", "role", "membership", "session"])
 def test_every_model_has_a_working_admin_list(admin_client_logged_in, model):
     MembershipFactory()
     assert admin_client_logged_in.get(f"/admin/accounts/{model}/").status_code == 200

@@ -11,9 +11,10 @@ import pytest
 from django.db import connection
 
 from accounts import services
-from accounts.models import RevokedToken, User
-from accounts.tokens import _signing_key, token_issue
+from accounts.models import Session, User
+from accounts.tokens import signing_keys, token_decode
 from tests.factories import PASSWORD, MembershipFactory, RoleFactory, UserFactory
+from tests.support.tokens import access_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,9 +40,13 @@ def test_login_returns_token_and_contract_context(api_client, member):
     response = login(api_client, member.user.username)
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "context"}
+    assert set(body) == {
+        "access_token", "token_type", "expires_in", "refresh_token", "refresh_expires_in", "session_id", "context"
+    }  # fmt: skip
     assert body["token_type"] == "Bearer"
-    assert body["expires_in"] == 3600
+    assert body["expires_in"] == 900
+    assert body["refresh_expires_in"] == 2_592_000
+    assert response["Cache-Control"] == "no-store"
     assert body["context"]["user"]["username"] == member.user.username
     assert body["context"]["permissions"] == ["zones.view_zone"]
     me = api_client.get(ME, **auth(body["access_token"]))
@@ -82,7 +87,8 @@ def test_logout_revokes_that_token_only(api_client, member):
     assert revoked.status_code == 401
     assert revoked.headers["WWW-Authenticate"].startswith("Bearer")
     assert api_client.get(ME, **auth(second)).status_code == 200
-    assert RevokedToken.objects.filter(user=member.user).count() == 1
+    ended = Session.objects.filter(user=member.user, ended_at__isnull=False)
+    assert list(ended.values_list("end_reason", flat=True)) == ["logout"]
 
 
 def test_logout_all_revokes_every_token(api_client, member):
@@ -189,7 +195,8 @@ def test_huge_body_is_refused_with_413(api_client):
 
 
 def _forge(claims: dict, key: bytes | str = b"", alg: str = "HS256") -> str:
-    return jwt.encode(claims, key or _signing_key(), algorithm=alg)
+    kid, current = signing_keys()[0]
+    return jwt.encode(claims, key or current, algorithm=alg, headers={"kid": kid})
 
 
 def _b64(data: dict) -> str:
@@ -198,8 +205,10 @@ def _b64(data: dict) -> str:
 
 def _bad_tokens(user: User) -> dict[str, str]:
     now = int(time.time())
-    good = {"sub": str(user.pk), "tv": user.token_version, "jti": "abc", "iat": now, "exp": now + 600, "iss": "authctx"}
-    valid, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+    valid = access_token(user)
+    sid = token_decode(valid).session_id
+    good = {"sub": str(user.pk), "tv": user.token_version, "sid": sid, "jti": "abc", "iat": now, "exp": now + 600,
+            "iss": "authctx"}  # fmt: skip
     header, _, signature = valid.split(".")
     tampered_payload = _b64({**good, "sub": str(user.pk + 1)})
     return {
@@ -226,6 +235,8 @@ def _bad_tokens(user: User) -> dict[str, str]:
         "tv-bool": _forge({**good, "tv": False}),
         "stale-token-version": _forge({**good, "tv": user.token_version + 1}),
         "unknown-user": _forge({**good, "sub": "999999999"}),
+        "unknown-session": _forge({**good, "sid": "00000000-0000-0000-0000-000000000000"}),
+        "missing-sid": _forge({k: v for k, v in good.items() if k != "sid"}),
         "huge": "a" * 100_000,
         "unicode": "ü.ö.ä",
     }
@@ -260,7 +271,7 @@ def test_logout_with_bad_body_gets_400_and_revokes_nothing(api_client, member, b
     headers = bearer(member.user)
     response = api_client.generic("POST", LOGOUT, body, content_type="application/json", **headers)
     assert response.status_code == 400
-    assert RevokedToken.objects.count() == 0
+    assert not Session.objects.filter(ended_at__isnull=False).exists()
     assert api_client.get(ME, **headers).status_code == 200
 
 

@@ -136,7 +136,6 @@ def test_the_cache_page_is_for_staff_only(member):
 
 
 def _token(user) -> str:
-    from accounts.tokens import token_issue
+    from tests.support.tokens import access_token
 
-    token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
-    return token
+    return access_token(user)

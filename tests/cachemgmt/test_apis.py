@@ -122,8 +122,9 @@ def test_clearing_never_touches_keys_outside_the_project(api_client, bearer, sta
 @committed
 def test_clearing_one_user_refills_only_that_user(api_client, bearer, staff_user, django_assert_num_queries):
     alice, bob = UserFactory(), UserFactory()
+    headers = {user.pk: bearer(user) for user in (alice, bob)}
     for user in (alice, bob):
-        api_client.get("/api/me", **bearer(user))
+        api_client.get("/api/me", **headers[user.pk])
 
     response = api_client.post(
         CLEAR, {"namespace": "user_context", "user_id": alice.pk}, format="json", **bearer(staff_user)
@@ -132,9 +133,9 @@ def test_clearing_one_user_refills_only_that_user(api_client, bearer, staff_user
     assert response.status_code == 200
     assert response.json() == {"namespace": "user_context", "cleared": [f"user_context of user {alice.pk}"]}
     with django_assert_num_queries(context_queries()):
-        api_client.get("/api/me", **bearer(alice))
+        api_client.get("/api/me", **headers[alice.pk])
     with django_assert_num_queries(0):
-        api_client.get("/api/me", **bearer(bob))
+        api_client.get("/api/me", **headers[bob.pk])
 
 
 def test_clearing_all_clears_every_namespace_and_is_audited(api_client, bearer, staff_user):

@@ -11,8 +11,8 @@ from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, Phase, given, settings
 
 from accounts.models import User
-from accounts.tokens import token_issue
 from tests.factories import UserFactory
+from tests.support.tokens import access_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,9 +85,8 @@ def test_api_conforms_to_its_schema_for_staff(broker_drained):
     staff = UserFactory(is_staff=True)
 
     def staff_headers() -> dict[str, str]:
-        # A generated logout may revoke every token of the user: issue one per case.
-        version = User.objects.values_list("token_version", flat=True).get(pk=staff.pk)
-        token, _ = token_issue(user_id=staff.pk, token_version=version)
+        # A generated logout may end every session of the user: a new session per case.
+        token = access_token(User.objects.get(pk=staff.pk))
         return {"Authorization": f"Bearer {token}"}
 
     fuzz(staff_headers)

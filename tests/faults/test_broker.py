@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import Organization
-from accounts.tokens import token_issue
 from tests.factories import UserFactory
 from tests.support.faults import CommittedState, Traffic, http, wait_for
+from tests.support.tokens import access_token
 from zones.models import ZoneSyncRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
@@ -26,7 +26,7 @@ def test_broker_stopped_under_load_then_queued_syncs_run(postgres, spare_redis, 
     ZoneSyncRun.objects.create(started_at=now, finished_at=now, source="fixture", status="ok")  # no preload
     state = CommittedState(users=8)
     staff = UserFactory(is_staff=True)
-    staff_token = token_issue(user_id=staff.pk, token_version=staff.token_version)[0]
+    staff_token = access_token(staff)
     (web,) = webs(1, workers=2, CELERY_BROKER_URL=broker.url)
     before = runs()
     with Traffic(state, [web.port], readers=3, writers=1) as traffic:

@@ -66,5 +66,5 @@ def test_database_errors_are_a_503_with_retry_after(api_client, bearer, monkeypa
         monkeypatch.setattr(selectors, "user_context_load", broken)
         response = api_client.get("/api/me", **headers)
         assert response.status_code == 503
-        assert response.json() == {"detail": "Service temporarily unavailable."}
+        assert response.json() == {"detail": "Service temporarily unavailable.", "code": "unavailable"}
         assert response["Retry-After"] == "1"

@@ -7,10 +7,10 @@ import pytest
 
 from accounts import services
 from accounts.models import Organization
-from accounts.tokens import token_issue
 from tests.factories import MembershipFactory, UserFactory
 from tests.support.bigquery import FakeBigQuery
 from tests.support.faults import http, wait_for
+from tests.support.tokens import access_token
 from zones.models import ZoneSyncRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
@@ -47,8 +47,8 @@ def test_invalidation_and_statistics_across_web_worker_and_beat(
     organization = Organization.objects.create(slug="scale", name="Scale")
     member = MembershipFactory(organization=organization)
     staff = UserFactory(is_staff=True)
-    token = token_issue(user_id=member.user_id, token_version=member.user.token_version)[0]
-    staff_token = token_issue(user_id=staff.pk, token_version=staff.token_version)[0]
+    token = access_token(member.user)
+    staff_token = access_token(staff)
     with FakeBigQuery(page_size=50) as bigquery:
         bigquery.rows = [("scale", "EU-1", "Europe 1")]
         env = {

@@ -6,8 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts import services
-from accounts.tokens import token_decode, token_issue
+from accounts.tokens import token_decode
 from tests.factories import PASSWORD, MembershipFactory, UserFactory
+from tests.support.tokens import access_token
 
 pytestmark = pytest.mark.django_db
 
@@ -51,7 +52,7 @@ def caller(kind: str) -> tuple[dict[str, str], dict[str, str]]:
         "inactive": lambda: MembershipFactory().user,
         "revoked": lambda: MembershipFactory().user,
     }[kind]()
-    token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+    token = access_token(user)
     if kind == "inactive":
         services.user_set_active(user_id=user.pk, is_active=False)
     if kind == "revoked":

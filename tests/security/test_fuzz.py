@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from accounts.tokens import TokenClaims, TokenError, _signing_key, token_decode, token_issue
+from accounts.tokens import TokenClaims, TokenError, signing_keys, token_decode
 from tests.factories import UserFactory
+from tests.support.tokens import access_token
 
 CASES: Counter[str] = Counter()
 FUZZ = dict(deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -24,7 +25,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-CLAIMS = ("sub", "tv", "jti", "iat", "exp", "iss", "nbf", "aud")
+CLAIMS = ("sub", "tv", "sid", "jti", "iat", "exp", "iss", "nbf", "aud")
 digits = st.text(alphabet="0123456789\u00b2\u0661\u0662", max_size=20)  # with superscript and Arabic-Indic
 claim_values = st.one_of(json_values, st.integers(min_value=-(2**70), max_value=2**70), digits)
 NOW = 2_000_000_000  # tokens are decoded "at" NOW - 60: iat/exp below are plausible around it
@@ -39,6 +40,7 @@ near_valid_claims = st.fixed_dictionaries(
     {
         "sub": near("42", digits),
         "tv": near(0),
+        "sid": near("session"),
         "jti": near("jti"),
         "iat": near(NOW - 120),
         "exp": near(NOW + 600),
@@ -57,13 +59,16 @@ def jwt_shaped(draw) -> str:
     if draw(st.integers(0, 3)) > 0:
         # Three in four: a well-formed token signed with the right key, its claims near valid,
         # so the checks behind the signature are what gets fuzzed.
-        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": signing_keys()[0][0]}).encode())
         body = b64(json.dumps(draw(near_valid_claims)).encode())
-        signature = b64(hmac.new(_signing_key(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+        signature = b64(hmac.new(signing_keys()[0][1], f"{head}.{body}".encode(), hashlib.sha256).digest())
         return f"{head}.{body}.{signature}"
     header = draw(
         st.one_of(
-            st.fixed_dictionaries({"alg": st.sampled_from(["HS256", "none", "HS512", "RS256", "ES256", ""])}),
+            st.fixed_dictionaries(
+                {"alg": st.sampled_from(["HS256", "none", "HS512", "RS256", "ES256", ""])},
+                optional={"kid": st.one_of(st.just(signing_keys()[0][0]), json_values)},
+            ),
             st.dictionaries(st.text(max_size=8), json_values, max_size=4),
             json_values,
         )
@@ -75,7 +80,7 @@ def jwt_shaped(draw) -> str:
     body = b64(json.dumps(payload).encode()) if draw(st.booleans()) else draw(st.text(max_size=60))
     signing = draw(st.sampled_from(["right key", "random", "empty"]))
     if signing == "right key":  # so the claim checks behind the signature get fuzzed too
-        signature = b64(hmac.new(_signing_key(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+        signature = b64(hmac.new(signing_keys()[0][1], f"{head}.{body}".encode(), hashlib.sha256).digest())
     elif signing == "random":
         signature = b64(draw(st.binary(max_size=40)))
     else:
@@ -123,7 +128,7 @@ raw_bodies = st.binary(max_size=200)
 @given(body=st.one_of(bodies, raw_bodies), endpoint=st.sampled_from(["login", "logout", "clear"]))
 def test_request_bodies_never_cause_a_server_error(body, endpoint, django_user_model, monkeypatch):
     staff = UserFactory(is_staff=True)
-    token = token_issue(user_id=staff.pk, token_version=staff.token_version)[0]
+    token = access_token(staff)
     path = {"login": "/api/auth/login", "logout": "/api/auth/logout", "clear": "/api/admin/cache/clear"}[endpoint]
     client = APIClient(raise_request_exception=False)
     response = client.post(path, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")

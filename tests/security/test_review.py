@@ -22,6 +22,7 @@ NOT_SECRETS = {
     "c.get(key) == token": "the owner's own random lock token, never sent by a client",
     "self._fill_locks.get(lock_key, ('',))[0] == lock_token": "an in-process fill lock token",
     "key != 'token_version'": "a log field's name, not its value",
+    "user.token_version != session.token_version": "revocation counters read from the database",
 }
 
 

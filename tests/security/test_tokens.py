@@ -11,8 +11,9 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from accounts.tokens import ISSUER, TokenError, _signing_key, token_decode, token_issue
+from accounts.tokens import ISSUER, TokenError, signing_keys, token_decode
 from tests.factories import MembershipFactory
+from tests.support.tokens import access_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")]
 
@@ -23,14 +24,16 @@ def b64(data: bytes) -> str:
 
 def claims_for(user, **overrides) -> dict:
     now = int(time.time())
-    claims = {"sub": str(user.pk), "tv": user.token_version, "jti": "forged-jti", "iat": now, "exp": now + 600,
-              "iss": ISSUER}  # fmt: skip
+    claims = {"sub": str(user.pk), "tv": user.token_version, "sid": "forged-session", "jti": "forged-jti",
+              "iat": now, "exp": now + 600, "iss": ISSUER}  # fmt: skip
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not ...}
 
 
-def signed(claims: dict, *, key: bytes | None = None, algorithm: str = "HS256") -> str:
-    return jwt.encode(claims, key if key is not None else _signing_key(), algorithm=algorithm)
+def signed(claims: dict, *, key: bytes | None = None, algorithm: str = "HS256", kid: str | None = "current") -> str:
+    current_kid, current_key = signing_keys()[0]
+    headers = {} if kid is None else {"kid": current_kid if kid == "current" else kid}
+    return jwt.encode(claims, key if key is not None else current_key, algorithm=algorithm, headers=headers)
 
 
 def edited(token: str, **changes) -> str:
@@ -49,12 +52,15 @@ FORGERIES = {
     "another key": lambda u: signed(claims_for(u), key=b"another-key-entirely-0123456789abcdef"),
     "the raw SECRET_KEY": lambda u: signed(claims_for(u), key=settings.SECRET_KEY.encode()),
     "HS512 with the right key": lambda u: signed(claims_for(u), algorithm="HS512"),
-    "edited subject": lambda u: edited(token_issue(user_id=u.pk, token_version=u.token_version)[0], sub=str(u.pk + 1)),
-    "edited token version": lambda u: edited(token_issue(user_id=u.pk, token_version=u.token_version)[0], tv=7),
-    "edited expiry": lambda u: edited(
-        token_issue(user_id=u.pk, token_version=u.token_version, now=time.time() - 7200)[0], exp=int(time.time()) + 600
-    ),
-    "expired": lambda u: token_issue(user_id=u.pk, token_version=u.token_version, now=time.time() - 7200)[0],
+    "edited subject": lambda u: edited(access_token(u), sub=str(u.pk + 1)),
+    "edited token version": lambda u: edited(access_token(u), tv=7),
+    "edited session": lambda u: edited(access_token(u), sid="another-session"),
+    "edited expiry": lambda u: edited(access_token(u, now=time.time() - 7200), exp=int(time.time()) + 600),
+    "expired": lambda u: access_token(u, now=time.time() - 7200),
+    "no key id": lambda u: signed(claims_for(u), kid=None),
+    "an unknown key id": lambda u: signed(claims_for(u), kid="retired-key"),
+    "no session": lambda u: signed(claims_for(u, sid=...)),
+    "session id not a string": lambda u: signed(claims_for(u, sid=5)),
     "issued in the future": lambda u: signed(claims_for(u, iat=int(time.time()) + 3600)),
     "another issuer": lambda u: signed(claims_for(u, iss="someone-else")),
     "no expiry": lambda u: signed(claims_for(u, exp=...)),
@@ -80,15 +86,16 @@ def test_forged_token_is_refused(forgery):
         token_decode(token)
     response = APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 401, response.content
-    assert response["WWW-Authenticate"].startswith("Bearer")
-    assert set(response.json()) == {"detail"}
+    assert response["WWW-Authenticate"].startswith('Bearer realm="api", error="invalid_token"')
+    assert set(response.json()) == {"detail", "code"}
+    assert response.json()["code"] in {"token_invalid", "token_expired", "token_revoked"}
 
 
 def test_the_genuine_token_is_accepted():
     """The forgeries above fail for what they change, not because the harness is broken."""
     user = MembershipFactory().user
     assert token_decode(signed(claims_for(user))).user_id == user.pk
-    genuine = token_issue(user_id=user.pk, token_version=user.token_version)[0]
+    genuine = access_token(user)
     assert APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {genuine}").status_code == 200
 
 

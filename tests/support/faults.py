@@ -22,8 +22,8 @@ from django.db import close_old_connections, connection
 
 from accounts import services
 from accounts.models import Organization, Role
-from accounts.tokens import token_issue
 from tests.factories import UserFactory, permission
+from tests.support.tokens import access_token
 
 # --------------------------------------------------------------------------------------
 # HTTP
@@ -81,7 +81,7 @@ def clean_503(answer: Answer) -> bool:
         return False
     return (
         answer.status == 503
-        and body == {"detail": "Service temporarily unavailable."}
+        and body == {"detail": "Service temporarily unavailable.", "code": "unavailable"}
         and answer.headers.get("retry-after", "").isdigit()
     )
 
@@ -184,7 +184,7 @@ class CommittedState:
             services.profile_update(user_id=user.pk, display_name="v0")
             services.membership_set(user_id=user.pk, organization_id=organization, role_id=role)
             self.users[user.pk] = _UserModel("v0", organization, role)
-            self.tokens[user.pk] = token_issue(user_id=user.pk, token_version=user.token_version)[0]
+            self.tokens[user.pk] = access_token(user)
             self.history[user.pk] = [(0, self._state(user.pk))]
         self.counts: Counter[str] = Counter()
 
