@@ -18,8 +18,17 @@ class LoginInputSerializer(serializers.Serializer):
         return value
 
 
+class _StringField(serializers.CharField):
+    """A string as sent: a number or a boolean is refused, not turned into text."""
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class RefreshInputSerializer(serializers.Serializer):
-    refresh_token = serializers.CharField(max_length=128, trim_whitespace=False)
+    refresh_token = _StringField(max_length=128, trim_whitespace=False)
 
     def validate_refresh_token(self, value: str) -> str:
         if not value.isascii() or not value.isprintable():

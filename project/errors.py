@@ -23,25 +23,27 @@ def _is_api(request: HttpRequest) -> bool:
 
 def bad_request(request: HttpRequest, exception: Exception | None = None, **_: Any) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Bad request."}, status=400)
+        return JsonResponse({"detail": "Bad request.", "code": "invalid"}, status=400)
     return defaults.bad_request(request, exception)  # type: ignore[arg-type]
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None, **_: Any) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+        return JsonResponse(
+            {"detail": "You do not have permission to perform this action.", "code": "permission_denied"}, status=403
+        )
     return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None, **_: Any) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
 
 
 def server_error(request: HttpRequest, **_: Any) -> HttpResponse:
     if _is_api(request):
-        return JsonResponse({"detail": "Server error."}, status=500)
+        return JsonResponse({"detail": "Server error.", "code": "server_error"}, status=500)
     return defaults.server_error(request)
 
 

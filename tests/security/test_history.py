@@ -94,6 +94,11 @@ def test_an_ended_session_cannot_be_revived_or_deleted_by_any_writer(postgres):
         Session.objects.filter(user=user).update(end_reason="")
     refused = pytest.raises(DatabaseError, match="kept until it has expired")
     with refused, transaction.atomic(), connection.cursor() as cursor:  # refused at commit
+        cursor.execute(
+            "DELETE FROM accounts_retiredrefreshtoken WHERE session_id IN "
+            "(SELECT id FROM accounts_session WHERE user_id = %s)",
+            [user.pk],
+        )
         cursor.execute("DELETE FROM accounts_session WHERE user_id = %s", [user.pk])
     with pytest.raises(DatabaseError, match="kept as long as its session"), transaction.atomic():
         RetiredRefreshToken.objects.filter(session__user=user).delete()
