@@ -99,7 +99,7 @@ def _public(
         },
         is_active=user.is_active,
         token_version=getattr(user, "token_version", 0),
-        revoked_jtis=[],
+        session_ids=[],
         organization=organization,
         role=role,
         permissions=permissions,

@@ -140,8 +140,26 @@ class Postgres:
                 sql.Literal(tables["user"])
             )
         )
+        # The cold users' sessions (their tokens name them), once the users exist.
+        sessions = [pair for pair in meta["cold_sessions"] if low <= pair[0] <= target]
+        statements.append(
+            sql.SQL(
+                "INSERT INTO {} (id, user_id, device, created_at, last_used_at, expires_at, max_expires_at, "
+                "token_version, refresh_hash, refreshed_at, end_reason) "
+                "SELECT s, u, 'bench', now(), now(), now() + interval '30 days', now() + interval '90 days', 0, "
+                "encode(sha256(uuid_send(s)), 'hex'), now(), '' "
+                "FROM unnest(%(session_users)s::bigint[], %(session_ids)s::uuid[]) AS t(u, s) ON CONFLICT DO NOTHING"
+            ).format(sql.Identifier(tables["session"]))
+        )
         statements += [sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(tables[k])) for k in tables]
-        self.run_in_db(statements, {"low": low, "high": target, "hash": meta["shared_password_hash"]})
+        params = {
+            "low": low,
+            "high": target,
+            "hash": meta["shared_password_hash"],
+            "session_users": [pair[0] for pair in sessions],
+            "session_ids": [pair[1] for pair in sessions],
+        }
+        self.run_in_db(statements, params)
         return time.perf_counter() - started
 
 

@@ -234,7 +234,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         w(f"| {t['target']} | {value}{detail} | {met} |")
     w("")
     w(seed_claims(results))
-    w("## Login (production PBKDF2 hasher)")
+    w("## Login (production hasher) and refresh")
     w("")
     w("| mode | logins | p50 ms | p99 ms | SQL/login | Redis round trips/login |")
     w("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -245,6 +245,17 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
                 f"| {mode} | {login['requests']} | {login['p50_ms']} | {login['p99_ms']} | "
                 f"{_fmt(login['sql_per_req'])} | {_fmt(login['redis_roundtrips_per_req'])} |"
             )
+    refresh = (results["modes"].get("ours-redis") or {}).get("refresh")
+    if refresh:
+        w("")
+        w("A chain of refreshes of one session (`POST /api/auth/refresh`: rotation, no password hashing):")
+        w("")
+        w("| mode | refreshes | p50 ms | p99 ms | SQL/refresh | Redis round trips/refresh |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        w(
+            f"| ours-redis | {refresh['requests']} | {refresh['p50_ms']} | {refresh['p99_ms']} | "
+            f"{_fmt(refresh['sql_per_req'])} | {_fmt(refresh['redis_roundtrips_per_req'])} |"
+        )
     w("")
     cold = results.get("cold") or {}
     if cold:

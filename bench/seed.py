@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import random
 import secrets
+import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     from rest_framework_simplejwt.tokens import AccessToken
 
     from accounts.demo import ORGANIZATIONS, ROLES
-    from accounts.models import Membership, Organization, Profile, Role, User
+    from accounts.models import Membership, Organization, Profile, Role, Session, User
     from accounts.selectors import user_context_load
     from accounts.services import user_create
     from accounts.tokens import token_issue
@@ -105,8 +108,13 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     token_users = users[: args.token_users]
     Token.objects.bulk_create([Token(key=Token.generate_key(), user=u) for u in token_users])
     keys = dict(Token.objects.filter(user__in=token_users).values_list("user_id", "key"))
+    # Our tokens name a live session: one per token user, made the way a login makes it.
+    now = timezone.now()
+    token_sessions = Session.objects.bulk_create([_session_row(Session, u.pk, uuid.uuid4(), now) for u in token_users])
     tokens = {
-        "ours": [f"Bearer {token_issue(user_id=u.pk, token_version=u.token_version)[0]}" for u in token_users],
+        "ours": [
+            f"Bearer {token_issue(user_id=s.user_id, token_version=0, session_id=str(s.pk))[0]}" for s in token_sessions
+        ],
         "naive": [f"Token {keys[u.pk]}" for u in token_users],
         "simplejwt": [f"Bearer {AccessToken.for_user(u)}" for u in token_users],
     }
@@ -128,12 +136,24 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     # hold no token; the larger levels take ids the SQL seeding creates (explicit ids).
     spare = [u.pk for u in users[args.token_users :]]
     cold: dict[str, list[list[Any]]] = {}
+    # Sessions of cold users: made now for existing users, by grow_users for the others.
+    cold_sessions: list[list[Any]] = []
     for level in args.cold_levels:
         if level <= args.users:
             ids = rng.sample(spare, min(args.cold_samples, len(spare)))
         else:
             ids = rng.sample(range(level // 2 + 1, level + 1), args.cold_samples)
-        cold[str(level)] = [[uid, f"Bearer {token_issue(user_id=uid, token_version=0)[0]}"] for uid in ids]
+        level_tokens = []
+        for uid in ids:
+            sid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            cold_sessions.append([uid, sid])
+            level_tokens.append([uid, f"Bearer {token_issue(user_id=uid, token_version=0, session_id=sid)[0]}"])
+        cold[str(level)] = level_tokens
+    existing = {u.pk for u in users}
+    Session.objects.bulk_create(
+        [_session_row(Session, uid, uuid.UUID(sid), now) for uid, sid in cold_sessions if uid in existing],
+        ignore_conflicts=True,
+    )
 
     meta = {
         "users": args.users,
@@ -147,7 +167,9 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
             "user": User._meta.db_table,
             "profile": Profile._meta.db_table,
             "membership": Membership._meta.db_table,
+            "session": Session._meta.db_table,
         },
+        "cold_sessions": cold_sessions,
         "context_bytes": {
             "min": contexts[0][0],
             "median": floor_size,
@@ -161,6 +183,21 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     with connection.cursor() as cursor:  # publish this session's statistics before it ends
         cursor.execute(FLUSH_SQL)
     return meta
+
+
+def _session_row(model: Any, user_id: int, session_id: uuid.UUID, now: Any) -> Any:
+    return model(
+        id=session_id,
+        user_id=user_id,
+        device="bench",
+        created_at=now,
+        last_used_at=now,
+        expires_at=now + timedelta(days=30),
+        max_expires_at=now + timedelta(days=90),
+        token_version=0,
+        refresh_hash=hashlib.sha256(session_id.bytes).hexdigest(),
+        refreshed_at=now,
+    )
 
 
 def main() -> None:

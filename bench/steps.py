@@ -14,7 +14,7 @@ from psycopg import sql
 
 from bench.benchrun import BenchRun
 from bench.config import CACHED, ROOT, USES_REDIS, Config, log, tokens_of
-from bench.measurements import Meter, exact_counts, load_phase, run_wrk, sequential
+from bench.measurements import Meter, exact_counts, load_phase, percentile, run_wrk, sequential
 from bench.postgres import Postgres
 from bench.redis_probe import RedisProbe
 from bench.server import Server, http_request
@@ -135,6 +135,12 @@ def finish_mode(run: BenchRun, server: Server) -> None:
         out["login"] = login_pass(run, meter)
         log(f"{mode} login: p50 {out['login']['p50_ms']} ms p99 {out['login']['p99_ms']} ms")
     if mode == "ours-redis":
+        out["refresh"] = refresh_pass(run, meter)
+        log(
+            f"{mode} refresh: p50 {out['refresh']['p50_ms']} ms p99 {out['refresh']['p99_ms']} ms "
+            f"(sql/refresh {out['refresh']['sql_per_req']:.2f})"
+        )
+    if mode == "ours-redis":
         run.memory = run.probe.memory(cfg.key_prefix, run.meta["token_users"])
         run.cold = cold_passes(run, meter)
 
@@ -145,6 +151,39 @@ def login_pass(run: BenchRun, meter: Meter) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
     requests = [("POST", "/api/auth/login", headers, body) for _ in range(run.cfg.login_samples)]
     return exact_counts(run.cfg, meter, lambda: sequential(meter.server.port, requests))
+
+
+def refresh_pass(run: BenchRun, meter: Meter) -> dict[str, Any]:
+    """A chain of refreshes of one session (each answer's refresh token is the next request's):
+    latency, SQL statements and Redis round trips per refresh."""
+    login = run.meta["login"]
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps({"username": login["username"], "password": login["password"]}).encode()
+    status, data, _ = http_request(meter.server.port, "POST", "/api/auth/login", headers, body)
+    if status != 200:
+        raise RuntimeError(f"refresh pass: login answered {status}")
+    token = json.loads(data)["refresh_token"]
+    samples = max(30, run.cfg.login_samples)
+
+    def chain() -> dict[str, Any]:
+        nonlocal token
+        latencies, statuses = [], {}
+        for _ in range(samples):
+            payload = json.dumps({"refresh_token": token}).encode()
+            status, data, seconds = http_request(meter.server.port, "POST", "/api/auth/refresh", headers, payload)
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            latencies.append(seconds * 1000)
+            if status != 200:
+                break
+            token = json.loads(data)["refresh_token"]
+        return {
+            "requests": len(latencies),
+            "statuses": statuses,
+            "p50_ms": round(percentile(latencies, 50), 2),
+            "p99_ms": round(percentile(latencies, 99), 2),
+        }
+
+    return exact_counts(run.cfg, meter, chain)
 
 
 def cold_passes(run: BenchRun, meter: Meter) -> dict[str, Any]:

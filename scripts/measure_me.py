@@ -36,7 +36,7 @@ def main() -> None:
 
     from accounts.demo import demo_seed
     from accounts.models import User
-    from accounts.tokens import token_issue
+    from accounts.sessions import session_start
     from cachemgmt import cache
 
     if connection.vendor == "postgresql":
@@ -45,7 +45,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     demo_seed(users=10, password="measure-pass-1")  # noqa: S106 - throwaway measurement data
     user = User.objects.get(username="user2")
-    token, _ = token_issue(user_id=user.pk, token_version=user.token_version)
+    token = session_start(user_id=user.pk, token_version=user.token_version, device="measure", ip=None).access_token
     app = get_wsgi_application()
 
     def request() -> int:
