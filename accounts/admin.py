@@ -134,7 +134,7 @@ class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
             access_audit_record(
                 actor=request.user,
                 target=f"user {user.get_username()}",
-                changes=[f"signed out everywhere ({count} sessions ended)"],
+                changes=[f"signed out everywhere ({count} sessions)"],
             )
         self.message_user(request, f"{ended} sessions ended.")
 

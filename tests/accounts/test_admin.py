@@ -72,3 +72,70 @@ def test_organization_deleted_in_the_admin_reaches_the_cache(admin_client_logged
 def test_every_model_has_a_working_admin_list(admin_client_logged_in, model):
     MembershipFactory()
     assert admin_client_logged_in.get(f"/admin/accounts/{model}/").status_code == 200
+
+
+def _signed_in(user, device: str) -> dict:
+    from rest_framework.test import APIClient
+
+    body = {"username": user.username, "password": PASSWORD, "device": device}
+    return APIClient().post("/api/auth/login", body, format="json").json()
+
+
+def test_the_user_page_lists_sessions_without_their_secrets(admin_client_logged_in):
+    user = MembershipFactory().user
+    phone = _signed_in(user, "Pixel phone")
+    page = admin_client_logged_in.get(f"/admin/accounts/user/{user.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Pixel phone" in html and "live" in html
+    from accounts.models import Session
+
+    assert Session.objects.get(pk=phone["session_id"]).refresh_hash not in html
+    assert phone["refresh_token"] not in html
+
+
+def test_sign_out_everywhere_ends_every_session_at_once_and_is_audited(admin_client_logged_in):
+    from rest_framework.test import APIClient
+
+    from accounts.models import AccessAuditEntry, Session
+
+    user = MembershipFactory().user
+    bodies = [_signed_in(user, f"device {i}") for i in range(2)]
+    response = admin_client_logged_in.post(
+        "/admin/accounts/user/", {"action": "sign_out_everywhere", "_selected_action": [user.pk]}
+    )
+    assert response.status_code == 302
+    for body in bodies:
+        me = APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
+        assert me.status_code == 401
+    assert set(Session.objects.filter(user=user).values_list("end_reason", flat=True)) == {"staff"}
+    entry = AccessAuditEntry.objects.get(target=f"user {user.username}")
+    assert entry.change == "signed out everywhere (2 sessions)"
+
+
+def test_staff_cannot_sign_out_a_user_holding_more_than_them():
+    from accounts.models import Session
+
+    editor = UserFactory(is_staff=True)
+    editor.user_permissions.add(permission("accounts.change_user"), permission("accounts.view_user"))
+    root = UserFactory(is_staff=True, is_superuser=True)
+    _signed_in(root, "root's laptop")
+    client = Client()
+    assert client.login(username=editor.username, password=PASSWORD)
+    response = client.post("/admin/accounts/user/", {"action": "sign_out_everywhere", "_selected_action": [root.pk]})
+    assert response.status_code == 403
+    assert Session.objects.get(user=root).ended_at is None
+
+
+def test_sessions_cannot_be_added_changed_or_deleted_in_the_admin(admin_client_logged_in):
+    from accounts.models import Session
+
+    user = MembershipFactory().user
+    session_id = _signed_in(user, "tablet")["session_id"]
+    assert admin_client_logged_in.get("/admin/accounts/session/").status_code == 200
+    assert admin_client_logged_in.get("/admin/accounts/session/add/").status_code == 403
+    assert (
+        admin_client_logged_in.post(f"/admin/accounts/session/{session_id}/delete/", {"post": "yes"}).status_code == 403
+    )
+    assert admin_client_logged_in.post(f"/admin/accounts/session/{session_id}/change/", {}).status_code == 403
+    assert Session.objects.get(pk=session_id).ended_at is None

@@ -58,3 +58,63 @@ def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable(vari
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
+
+
+def _login(user) -> dict:
+    from rest_framework.test import APIClient
+
+    return APIClient().post("/api/auth/login", {"username": user.username, "password": "pw"}, format="json").json()
+
+
+@pytest.fixture
+def two_users():
+    from tests.factories import MembershipFactory
+
+    users = [MembershipFactory().user for _ in range(2)]
+    for user in users:
+        user.set_password("pw")
+        user.save()
+    return users
+
+
+def test_revoke_tokens_for_one_user_ends_their_sessions_and_says_how_many(two_users):
+    from rest_framework.test import APIClient
+
+    from accounts.models import AccessAuditEntry
+
+    alice, bob = two_users
+    alice_bodies, bob_body = [_login(alice), _login(alice)], _login(bob)
+    out = StringIO()
+    call_command("revoke_tokens", "--user", alice.username, stdout=out)
+    assert out.getvalue().startswith(f"Ended 2 sessions of {alice.username}")
+    me = APIClient().get
+    for body in alice_bodies:
+        assert me("/api/me", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").status_code == 401
+    assert me("/api/me", HTTP_AUTHORIZATION=f"Bearer {bob_body['access_token']}").status_code == 200
+    assert AccessAuditEntry.objects.get(target=f"user {alice.username}").actor_label == "system"
+
+
+def test_revoke_tokens_all_is_the_incident_switch(two_users):
+    from rest_framework.test import APIClient
+
+    bodies = [_login(user) for user in two_users]
+    out = StringIO()
+    call_command("revoke_tokens", "--all", stdout=out)
+    assert out.getvalue().startswith("Ended 2 sessions of every user")
+    for body in bodies:
+        assert APIClient().get("/api/me", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").status_code == 401
+        refresh = APIClient().post("/api/auth/refresh", {"refresh_token": body["refresh_token"]}, format="json")
+        assert refresh.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "nobody-by-this-name"], "no user named 'nobody-by-this-name'"),
+        ([], "one of the arguments --user --all is required"),
+        (["--user", "x", "--all"], "not allowed with argument"),
+    ],
+)
+def test_revoke_tokens_refuses_bad_arguments_clearly(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("revoke_tokens", *args)

@@ -83,3 +83,29 @@ def test_logout_through_one_process_revokes_on_the_other(two_servers):
     assert call(b.url, "GET", "/api/me", other)[0] == 200
     assert call(b.url, "POST", "/api/auth/logout", other, body={"all": True})[0] == 204
     assert call(a.url, "GET", "/api/me", other)[0] == 401
+
+
+@pytest.fixture
+def two_servers_without_leeway(postgres, redis_cache, web_process):
+    return web_process(REFRESH_REUSE_LEEWAY="0"), web_process(REFRESH_REUSE_LEEWAY="0")
+
+
+def test_a_reused_refresh_token_ends_the_session_on_every_process(two_servers_without_leeway):
+    a, b = two_servers_without_leeway
+    member = MembershipFactory()
+    login = {"username": member.user.username, "password": PASSWORD}
+    first = call(a.url, "POST", "/api/auth/login", body=login)[1]
+    status, second = call(a.url, "POST", "/api/auth/refresh", body={"refresh_token": first["refresh_token"]})
+    assert status == 200
+    for server in (a, b):  # both processes serve the session's access tokens from their caches
+        for token in (first["access_token"], second["access_token"]):
+            assert call(server.url, "GET", "/api/me", token)[0] == 200
+    # The retired token comes back (a thief, or the client after a thief): the session ends.
+    status, body = call(b.url, "POST", "/api/auth/refresh", body={"refresh_token": first["refresh_token"]})
+    assert (status, body["code"]) == (401, "refresh_reused")
+    for server in (a, b):
+        for token in (first["access_token"], second["access_token"]):
+            status, body = call(server.url, "GET", "/api/me", token)
+            assert (status, body["code"]) == (401, "token_revoked")
+    status, body = call(a.url, "POST", "/api/auth/refresh", body={"refresh_token": second["refresh_token"]})
+    assert (status, body["code"]) == (401, "refresh_invalid")

@@ -142,3 +142,27 @@ def test_loaddata_records_what_it_writes(tmp_path):
     mark = last_id()
     call_command("loaddata", str(fixture), verbosity=0)
     assert changes_after(mark) == {("organization", org.pk)}
+
+
+def test_sessions_record_their_start_and_end_but_not_a_refresh():
+    """A context lists its user's live sessions: starting or ending one is a change to it, a
+    refresh (new hash, sliding expiry, last use) is not."""
+    from django.utils import timezone
+
+    from accounts.sessions import session_create, session_refresh
+
+    user = UserFactory()
+    mark = last_id()
+    session, refresh_token = session_create(
+        user_id=user.pk, token_version=user.token_version, device="d", ip=None, now=timezone.now()
+    )
+    assert changes_after(mark) == {("user", user.pk)}
+    mark = last_id()
+    session_refresh(refresh_token=refresh_token)
+    assert changes_after(mark) == set()
+    with connection.cursor() as cursor:  # another writer ends it
+        cursor.execute(
+            "UPDATE accounts_session SET ended_at = %s, end_reason = 'elsewhere' WHERE id = %s",
+            [timezone.now(), session.pk.hex if connection.vendor == "sqlite" else session.pk],
+        )
+    assert changes_after(mark) == {("user", user.pk)}

@@ -150,3 +150,23 @@ def test_a_write_committed_late_in_a_long_transaction_reaches_the_cache_at_its_c
     finish.set()
     thread.join(10)
     wait_until(lambda: not is_active(early), what="the change committed late")
+
+
+def test_a_session_ended_by_raw_sql_ends_its_tokens_through_the_carrier(running_carrier):
+    from rest_framework.test import APIClient
+
+    from tests.support.tokens import access_token
+
+    user = MembershipFactory().user
+    token = access_token(user)
+    settle()
+    client = APIClient()
+    assert client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200  # cached now
+    with connection.cursor() as cursor:  # another service ends every session of the user
+        cursor.execute(
+            "UPDATE accounts_session SET ended_at = now(), end_reason = 'elsewhere' WHERE user_id = %s", [user.pk]
+        )
+    wait_until(
+        lambda: client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401,
+        what="the ended session to reach the cache",
+    )
