@@ -44,6 +44,7 @@ def backends_of(requests: int, headers: dict[str, str]) -> list[int]:
 def test_sequential_requests_reuse_pooled_backends(bearer, postgres):
     headers = bearer(UserFactory())
     connection.close()
+    connection.close_pool()  # a pool of its own size: earlier tests' concurrency may have grown the shared one
 
     pids = backends_of(8, headers)
 
