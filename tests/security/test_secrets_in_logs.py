@@ -97,3 +97,17 @@ def test_other_credential_shapes(production_log, token):
         production_log.getvalue(), token, "0123456789abcdefTOKEN", "k3yk3yk3y", "r3disPassw0rd", "pgPassw0rd",
         "hunter2hunter2", "-----BEGINKEY-----",
     )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_tokens_never_reach_the_log_through_a_refresh_or_a_reuse(production_log, settings):
+    settings.ACCOUNTS = {**settings.ACCOUNTS, "REFRESH_REUSE_LEEWAY": 0}
+    user = MembershipFactory().user
+    client = APIClient()
+    first = client.post("/api/auth/login", {"username": user.username, "password": PASSWORD}, format="json").json()
+    second = client.post("/api/auth/refresh", {"refresh_token": first["refresh_token"]}, format="json").json()
+    reused = client.post("/api/auth/refresh", {"refresh_token": first["refresh_token"]}, format="json")
+    assert reused.status_code == 401
+    text = production_log.getvalue()
+    assert "refresh token reused: session ended" in text  # the security event is logged, without the token
+    assert_no_secret(text, first["refresh_token"], second["refresh_token"], first["access_token"])
