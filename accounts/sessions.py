@@ -246,7 +246,7 @@ def _presented_again(refresh_token: str, presented: str, now: datetime) -> Issue
         context_invalidate(user_ids=[session.user_id])
     logger.warning(
         "refresh token reused: session ended",
-        extra={"event": "security", "user_id": session.user_id, "session_id": str(session.pk)},
+        extra={"category": "security", "user_id": session.user_id, "session_id": str(session.pk)},
     )
     return RefreshReused("Refresh token was already used; the session has been ended.")
 
@@ -277,7 +277,7 @@ def sessions_end_everyone(*, reason: str = EndReason.INCIDENT, now: datetime | N
     user_ids = list(Session.objects.filter(ended_at__isnull=True).values_list("user_id", flat=True).distinct())
     ended = Session.objects.filter(ended_at__isnull=True).update(ended_at=now or timezone.now(), end_reason=reason)
     context_invalidate(user_ids=user_ids)
-    logger.warning("every session ended", extra={"event": "security", "sessions": ended, "reason": reason})
+    logger.warning("every session ended", extra={"category": "security", "sessions": ended, "reason": reason})
     return ended
 
 

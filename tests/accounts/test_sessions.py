@@ -110,7 +110,8 @@ def test_a_retired_refresh_token_presented_after_the_leeway_ends_the_session(api
         assert refused.status_code == 401 and refused.json()["code"] == "token_revoked"
     assert refresh(api_client, second.refresh_token).json()["code"] == "refresh_invalid"
     warning = next(r for r in caplog.records if r.getMessage() == "refresh token reused: session ended")
-    assert warning.levelname == "WARNING" and warning.event == "security"
+    assert warning.levelname == "WARNING" and warning.category == "security"
+    assert warning.user_id == user.pk and warning.session_id == first["session_id"]
     assert first["refresh_token"] not in caplog.text and second.refresh_token not in caplog.text
 
 
