@@ -34,6 +34,7 @@ from accounts.models import (
     Organization,
     Profile,
     RetiredRefreshToken,
+    RevokedToken,
     Role,
     Session,
     User,
@@ -111,7 +112,6 @@ class MembershipInline(LeastPrivilegeMembershipMixin, admin.TabularInline):
 _SESSION_FIELDS = ("device", "ip", "created_at", "last_used_at", "expires_at", "ended_at", "end_reason")
 
 
-_SESSION_FIELDS = ("device", "ip", "created_at", "last_used_at", "expires_at", "ended_at", "end_reason")
 _SESSION_COLUMNS = ("device", "address", "signed in", "last used", "expires", "state")
 
 
@@ -189,7 +189,8 @@ class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         # Sessions and retired refresh tokens go with their user (the database allows exactly
         # that); nobody may delete them on their own, which must not stop the user's deletion.
-        perms_needed = set(perms_needed) - {Session._meta.verbose_name, RetiredRefreshToken._meta.verbose_name}
+        history = {Session, RetiredRefreshToken, RevokedToken}
+        perms_needed = set(perms_needed) - {model._meta.verbose_name for model in history}
         if any(isinstance(obj, User) and not user_is_editable_by(editor=request.user, user=obj) for obj in objs):
             perms_needed = {*perms_needed, "users holding more than you"}
         return deleted, counts, perms_needed, protected

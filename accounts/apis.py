@@ -75,7 +75,7 @@ class LoginApi(APIView):
                 username=data["username"],
                 password=data["password"],
                 client_address=client_address(request),
-                device=data["device"].strip() or request.META.get("HTTP_USER_AGENT", "")[:200],
+                device=data["device"].strip() or request.META.get("HTTP_USER_AGENT", "")[:1000],
             )
         except LoginThrottled as exc:
             raise Throttled(wait=exc.retry_after, detail="Too many failed login attempts.") from None

@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -12,6 +12,7 @@ class AccountsConfig(AppConfig):
         from accounts import receivers
 
         receivers.connect()
+        pre_migrate.connect(_history_uninstall_sqlite, sender=self, dispatch_uid="accounts-history-sqlite-pre")
         post_migrate.connect(_history_install_sqlite, sender=self, dispatch_uid="accounts-history-sqlite")
 
 
@@ -22,3 +23,12 @@ def _history_install_sqlite(using: str = "default", **_: Any) -> None:
 
     if connections[using].vendor == "sqlite":
         sqlite_install(connections[using])
+
+
+def _history_uninstall_sqlite(using: str = "default", **_: Any) -> None:
+    from django.db import connections
+
+    from accounts.history import sqlite_uninstall
+
+    if connections[using].vendor == "sqlite":
+        sqlite_uninstall(connections[using])

@@ -29,6 +29,8 @@ DEFAULTS = {
     "LOGIN_FAILURES_PER_USERNAME": 5,
     "LOGIN_FAILURES_PER_ADDRESS": 20,
     "LOGIN_FAILURE_WINDOW": 900,
+    # Failed refreshes allowed per window and client address (many devices may share one).
+    "REFRESH_FAILURES_PER_ADDRESS": 100,
     # Client address: REMOTE_ADDR unless this many trusted proxies append X-Forwarded-For.
     "TRUSTED_PROXY_COUNT": 0,
 }

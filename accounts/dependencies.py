@@ -10,8 +10,8 @@ and every entry built from an older value of a bumped key stops being served
 row changed                                              key bumped
 =======================================================  =====================================
 user (status, names, token version), its profile,        the user's key
-its revoked tokens, its memberships, its groups and
-user permissions
+its sessions, its memberships, its groups and user
+permissions
 organization (name, slug, active)                        the organization's key (every member)
 role (name) or its permissions                           the role's key (every holder)
 a permission or group row, or an m2m write whose         the global permissions key

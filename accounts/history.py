@@ -52,11 +52,20 @@ SQLITE_TRIGGERS = {
 _SQLITE_RETIRED = ("authctx_revocation_never_changes", "authctx_revocation_deleted_ends_every_token")
 
 
-def sqlite_install(connection: Any) -> None:
-    """(Re)create the history triggers on a SQLite database (after every ``migrate``)."""
+def sqlite_uninstall(connection: Any) -> None:
+    """Drop the history triggers (before every ``migrate``: SQLite rebuilds a table to alter
+    it, and a trigger naming a table mid-rebuild fails the migration)."""
     with connection.cursor() as cursor:
-        for name in _SQLITE_RETIRED:
+        for name in (*_SQLITE_RETIRED, *SQLITE_TRIGGERS):
             cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
-        for name, sql in SQLITE_TRIGGERS.items():
-            cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+
+
+def sqlite_install(connection: Any) -> None:
+    """(Re)create the history triggers on a SQLite database (after every ``migrate``), when the
+    tables they protect exist (a migration back to before them leaves none)."""
+    sqlite_uninstall(connection)
+    if "accounts_session" not in connection.introspection.table_names():
+        return
+    with connection.cursor() as cursor:
+        for sql in SQLITE_TRIGGERS.values():
             cursor.execute(sql)

@@ -155,6 +155,26 @@ class RetiredRefreshToken(models.Model):
         return f"retired refresh token of {self.session_id}"
 
 
+class RevokedToken(models.Model):
+    """Legacy: how the previous release revoked single tokens (sessions replace it).
+
+    Neither read nor written here any more. It stays one release so that processes of the
+    previous release keep working during a rolling deploy (they read it on every cold
+    context load); the next release drops it. Its rows stay protected (``accounts.history``).
+    """
+
+    jti = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="revoked_tokens")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "expires_at"], name="revoked_user_expiry")]
+        triggers = capture(kind="user", column="user_id")
+
+    def __str__(self) -> str:
+        return f"legacy revoked token of user {self.user_id}"
+
+
 class AccessAuditEntry(models.Model):
     """One change to what someone may do (superuser or staff status, groups, permissions, a
     role's or a group's grants, a membership): who made it and what changed. Read-only history."""

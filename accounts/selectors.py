@@ -33,6 +33,15 @@ NAMESPACE = "user_context"
 
 # A cached "this user does not exist": distinguishable from a miss, defeated by the user's key.
 _NONE_PAYLOAD = b"null"
+# The entry's format: part of its key, so processes of two releases sharing Redis during a
+# rolling deploy never read each other's entries (dependency keys stay shared: both see every
+# invalidation). 2: contexts carry session ids.
+_ENTRY_FORMAT = 2
+
+
+def context_entry_ident(user_id: int) -> str:
+    """The cache identity of a user's context entry."""
+    return f"{int(user_id)}.v{_ENTRY_FORMAT}"
 
 
 def user_context_get(*, user_id: int) -> UserContext | None:
@@ -54,7 +63,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
         request_context.context_cache_set("bypass")
         cache.count(NAMESPACE, "misses")
         return user_context_load(user_id=user_id)
-    result = cache.entry_get(NAMESPACE, user_id)
+    result = cache.entry_get(NAMESPACE, context_entry_ident(user_id))
     request_context.context_cache_set("hit" if isinstance(result, cache.Hit) else "miss")
     if isinstance(result, cache.Hit):
         if result.payload == _NONE_PAYLOAD:
@@ -71,7 +80,7 @@ def user_context_get(*, user_id: int) -> UserContext | None:
         # makes every one of them refill once with zones_status "stale", and one sync is asked for.
         _zones_sync_hook(reason="overdue", check_snapshot=True)
         cache.deps_bump([cache.dep_zones_key()])
-        result = cache.entry_get(NAMESPACE, user_id)
+        result = cache.entry_get(NAMESPACE, context_entry_ident(user_id))
         if isinstance(result, cache.Hit):  # refilled meanwhile by another request
             return None if result.payload == _NONE_PAYLOAD else context_from_payload(result.payload)
     context = user_context_load(user_id=user_id)
@@ -82,11 +91,21 @@ def user_context_get(*, user_id: int) -> UserContext | None:
     if result.ticket is not None:
         if context is None:
             cache.entry_put(
-                NAMESPACE, user_id, miss=result, deps=[cache.dep_user_key(user_id)], payload=_NONE_PAYLOAD, ttl=_ttl()
+                NAMESPACE,
+                context_entry_ident(user_id),
+                miss=result,
+                deps=[cache.dep_user_key(user_id)],
+                payload=_NONE_PAYLOAD,
+                ttl=_ttl(),
             )
         else:
             cache.entry_put(
-                NAMESPACE, user_id, miss=result, deps=context_deps(context), payload=context.to_payload(), ttl=_ttl()
+                NAMESPACE,
+                context_entry_ident(user_id),
+                miss=result,
+                deps=context_deps(context),
+                payload=context.to_payload(),
+                ttl=_ttl(),
             )
     return context
 

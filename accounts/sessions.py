@@ -92,6 +92,13 @@ def _successor(token: str, key: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def device_name(text: str) -> str:
+    """A session's device name as stored: printable characters only (a client's own name or a
+    User-Agent header, which may carry control characters or undecodable bytes), bounded."""
+    cleaned = "".join(ch for ch in text if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+    return " ".join(cleaned.split())[:DEVICE_MAX_LENGTH]
+
+
 def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(0, int((moment - now).total_seconds()))
 
@@ -148,7 +155,7 @@ def session_create(
     with transaction.atomic():
         session = Session.objects.create(
             user_id=user_id,
-            device=device[:DEVICE_MAX_LENGTH],
+            device=device_name(device),
             ip=ip or None,
             created_at=now,
             last_used_at=now,
@@ -285,8 +292,12 @@ def sessions_prune(*, now: datetime | None = None) -> int:
     """Delete sessions (ended or not) whose refresh token has expired, with their retired
     tokens: every access token they covered expired with them. Returns how many went."""
     horizon = (now or timezone.now()) - timedelta(seconds=int(accounts_settings.TOKEN_CLOCK_SKEW) + 60)
-    with transaction.atomic():
-        expired = list(Session.objects.filter(expires_at__lt=horizon).values_list("pk", flat=True)[:10_000])
-        RetiredRefreshToken.objects.filter(session_id__in=expired).delete()
-        deleted, _ = Session.objects.filter(pk__in=expired).delete()
-    return len(expired) if deleted else 0
+    pruned = 0
+    while True:  # in batches: each is one short transaction
+        with transaction.atomic():
+            expired = list(Session.objects.filter(expires_at__lt=horizon).values_list("pk", flat=True)[:5_000])
+            if not expired:
+                return pruned
+            RetiredRefreshToken.objects.filter(session_id__in=expired).delete()
+            Session.objects.filter(pk__in=expired).delete()
+        pruned += len(expired)

@@ -80,9 +80,10 @@ def _reserve(keys: list[tuple[str, int]]) -> LoginAttempt:
 
 
 def refresh_attempt_reserve(*, address: str) -> LoginAttempt:
-    """Count one refresh against the address's failure limit (as many as for logins), or raise
-    LoginThrottled: guessing refresh tokens is throttled like guessing passwords."""
-    limit = int(accounts_settings.LOGIN_FAILURES_PER_ADDRESS)
+    """Count one refresh against the address's failure limit, or raise LoginThrottled: guessing
+    refresh tokens is throttled like guessing passwords, with a limit of its own (refreshes
+    are routine, and a whole office may share one address)."""
+    limit = int(accounts_settings.REFRESH_FAILURES_PER_ADDRESS)
     return _reserve([(cache.throttle_key("refresh-addr", _digest(address)), limit)])
 
 

@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, pre_migrate
 
 
 class CachemgmtConfig(AppConfig):
@@ -15,6 +15,7 @@ class CachemgmtConfig(AppConfig):
 
         request_context.celery_signals_connect()
         counters.celery_signals_connect()
+        pre_migrate.connect(_capture_uninstall_sqlite, sender=self, dispatch_uid="cachemgmt-capture-sqlite-pre")
         post_migrate.connect(_capture_install_sqlite, sender=self, dispatch_uid="cachemgmt-capture-sqlite")
 
 
@@ -27,3 +28,12 @@ def _capture_install_sqlite(using: str = "default", **_: Any) -> None:
 
     if connections[using].vendor == "sqlite":
         sqlite_install(connections[using])
+
+
+def _capture_uninstall_sqlite(using: str = "default", **_: Any) -> None:
+    from django.db import connections
+
+    from cachemgmt.capture import sqlite_uninstall
+
+    if connections[using].vendor == "sqlite":
+        sqlite_uninstall(connections[using])

@@ -126,14 +126,27 @@ def captured() -> list[tuple[type[models.Model], Capture]]:
     ]
 
 
-def sqlite_install(connection: Any) -> int:
-    """(Re)create every capture trigger on a SQLite database; returns how many exist."""
-    installed = 0
+def sqlite_uninstall(connection: Any) -> None:
+    """Drop every capture trigger (before a migrate: SQLite rebuilds tables to alter them, and a
+    trigger naming a table mid-rebuild fails the migration)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'authctx_capture_%'")
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+
+
+def sqlite_install(connection: Any) -> int:
+    """(Re)create every capture trigger on a SQLite database, on the tables that exist (a
+    migration back may have removed some); returns how many exist."""
+    sqlite_uninstall(connection)
+    tables = set(connection.introspection.table_names())
+    if CHANGE_TABLE not in tables:
+        return 0
+    installed = 0
+    with connection.cursor() as cursor:
         for model, trigger in captured():
+            if model._meta.db_table not in tables:
+                continue
             _, sql = trigger.sqlite_sql(model)
             cursor.execute(sql)
             installed += 1

@@ -61,11 +61,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is not None and isinstance(exc, APIException):
         _add_code(exc, response)
-        if response.status_code == 401:
+        if response.status_code == 401 and response.data.get("code") in _TOKEN_CODES:
             _bearer_challenge(context.get("request"), response)
     return response
 
 
+# Refusals of a presented access token (a refresh token's are not bearer challenges).
+_TOKEN_CODES = frozenset({"token_invalid", "token_expired", "token_revoked"})
 # DRF's own codes where the contract names them otherwise.
 _CODES = {"authentication_failed": "token_invalid", "parse_error": "invalid"}
 

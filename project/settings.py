@@ -104,7 +104,9 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3, minimum=1),
     }
 else:
-    _db["OPTIONS"] = {"timeout": 20}
+    # IMMEDIATE: a transaction takes the write lock when it begins, so two writers queue (up to
+    # the timeout) instead of one failing when it upgrades a read to a write.
+    _db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -161,6 +163,7 @@ ACCOUNTS = {
     "REFRESH_TOKEN_MAX_AGE": env_int("REFRESH_TOKEN_MAX_AGE", 7_776_000, minimum=300),
     "REFRESH_REUSE_LEEWAY": env_int("REFRESH_REUSE_LEEWAY", 5, minimum=0, maximum=10),
     "SESSIONS_PER_USER": env_int("SESSIONS_PER_USER", 20, minimum=1, maximum=1000),
+    "REFRESH_FAILURES_PER_ADDRESS": env_int("REFRESH_FAILURES_PER_ADDRESS", 100, minimum=1),
     "TOKEN_SIGNING_KEYS": env_signing_keys("TOKEN_SIGNING_KEYS"),
     # Behind a load balancer every REMOTE_ADDR is the balancer's: without this, one address
     # counter (20 failures) would throttle every client's logins at once.

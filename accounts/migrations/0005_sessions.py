@@ -81,16 +81,6 @@ DROP FUNCTION IF EXISTS authctx_retired_refresh_kept_with_session();
 DROP FUNCTION IF EXISTS authctx_sessions_end_with_password_or_status();
 """
 
-# The revocation table goes (sessions replace it): its triggers and functions go first.
-POSTGRES_DROP_REVOCATIONS = """
-DROP TRIGGER IF EXISTS authctx_revocation_never_changes ON accounts_revokedtoken;
-DROP TRIGGER IF EXISTS authctx_revocation_kept_while_live ON accounts_revokedtoken;
-DROP FUNCTION IF EXISTS authctx_revocation_never_changes();
-DROP FUNCTION IF EXISTS authctx_revocation_kept_while_live();
-"""
-
-
-
 def postgres_install(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_INSTALL, params=None)
@@ -99,12 +89,6 @@ def postgres_install(apps, schema_editor):
 def postgres_uninstall(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(POSTGRES_UNINSTALL, params=None)
-
-
-def postgres_drop_revocations(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(POSTGRES_DROP_REVOCATIONS, params=None)
-
 
 
 class Migration(migrations.Migration):
@@ -142,10 +126,6 @@ class Migration(migrations.Migration):
                 ('retired_at', models.DateTimeField()),
                 ('session', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='retired_refresh_tokens', to='accounts.session')),
             ],
-        ),
-        migrations.RunPython(postgres_drop_revocations, migrations.RunPython.noop),
-        migrations.DeleteModel(
-            name='RevokedToken',
         ),
         migrations.AddIndex(
             model_name='session',

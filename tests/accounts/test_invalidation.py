@@ -241,31 +241,41 @@ def test_rolled_back_write_invalidates_nothing_and_leaves_no_stale_entry(
 
 def test_fill_that_read_before_a_commit_is_not_stored(member, django_assert_num_queries):
     """A fill that read the database before a concurrent commit cannot store over it."""
-    from accounts.selectors import NAMESPACE, context_deps, user_context_load
+    from accounts.selectors import NAMESPACE, context_deps, context_entry_ident, user_context_load
 
-    miss = cache.entry_get(NAMESPACE, member.user_id)
+    miss = cache.entry_get(NAMESPACE, context_entry_ident(member.user_id))
     assert isinstance(miss, cache.Miss)
     stale = user_context_load(user_id=member.user_id)  # the slow filler reads ...
     member.role.permissions.clear()  # ... a writer commits and invalidates ...
     assert stale is not None
     stored = cache.entry_put(  # ... then the filler tries to store what it read.
-        NAMESPACE, member.user_id, miss=miss, deps=context_deps(stale), payload=stale.to_payload(), ttl=60
+        NAMESPACE,
+        context_entry_ident(member.user_id),
+        miss=miss,
+        deps=context_deps(stale),
+        payload=stale.to_payload(),
+        ttl=60,
     )
     assert stored is False
     assert fresh(member.user_id, django_assert_num_queries)["permissions"] == []
 
 
 def test_invalidation_between_fill_and_read_defeats_stored_entry(member, django_assert_num_queries):
-    from accounts.selectors import NAMESPACE, context_deps, user_context_load
+    from accounts.selectors import NAMESPACE, context_deps, context_entry_ident, user_context_load
 
-    miss = cache.entry_get(NAMESPACE, member.user_id)
+    miss = cache.entry_get(NAMESPACE, context_entry_ident(member.user_id))
     stale = user_context_load(user_id=member.user_id)
     assert isinstance(miss, cache.Miss) and stale is not None
     assert cache.entry_put(
-        NAMESPACE, member.user_id, miss=miss, deps=context_deps(stale), payload=stale.to_payload(), ttl=60
+        NAMESPACE,
+        context_entry_ident(member.user_id),
+        miss=miss,
+        deps=context_deps(stale),
+        payload=stale.to_payload(),
+        ttl=60,
     )
     services.context_invalidate(role_ids=[member.role_id])
-    assert isinstance(cache.entry_get(NAMESPACE, member.user_id), cache.Miss)
+    assert isinstance(cache.entry_get(NAMESPACE, context_entry_ident(member.user_id)), cache.Miss)
 
 
 def test_namespace_clear_defeats_every_context(member, django_assert_num_queries):

@@ -90,7 +90,7 @@ class World:
             cache.namespace_clear(selectors.NAMESPACE)
         elif kind == "slow_fill_begin":
             # A filler that reads now and stores later, with writes possibly in between.
-            result = cache.entry_get(selectors.NAMESPACE, user.pk, single_flight=False)
+            result = cache.entry_get(selectors.NAMESPACE, selectors.context_entry_ident(user.pk), single_flight=False)
             if isinstance(result, cache.Miss):
                 self.pending.append((user.pk, result, selectors.user_context_load(user_id=user.pk)))
         elif kind == "slow_fill_end" and self.pending:
@@ -98,7 +98,7 @@ class World:
             if loaded is not None:
                 cache.entry_put(
                     selectors.NAMESPACE,
-                    user_id,
+                    selectors.context_entry_ident(user_id),
                     miss=miss,
                     deps=selectors.context_deps(loaded),  # type: ignore[arg-type]
                     payload=loaded.to_payload(),  # type: ignore[attr-defined]

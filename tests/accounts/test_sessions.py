@@ -71,6 +71,14 @@ def test_the_device_name_defaults_to_the_user_agent(api_client, user):
     assert Session.objects.get(pk=body["session_id"]).device == "ExampleApp/2.1 (iOS)"
 
 
+# WSGI hands headers over as latin-1 text: any byte may arrive, control characters included.
+@pytest.mark.parametrize("agent", ["Evil\x00Agent\r\n", "caf\xc3\xa9 \xff\xfe", "x" * 5000, "\t\x07\x1b[31m"])
+def test_any_user_agent_is_stored_as_printable_text(api_client, user, agent):
+    body = login(api_client, user, HTTP_USER_AGENT=agent)
+    device = Session.objects.get(pk=body["session_id"]).device
+    assert device.isprintable() and len(device) <= 200
+
+
 def test_refresh_rotates_both_tokens_and_retires_the_old_refresh_token(api_client, user):
     first = login(api_client, user)
     response = refresh(api_client, first["refresh_token"])
@@ -171,7 +179,7 @@ def test_an_unknown_refresh_token_is_401_refresh_invalid(api_client, user):
 
 
 def test_failed_refreshes_are_throttled_per_address(api_client, settings):
-    accounts_settings(settings, LOGIN_FAILURES_PER_ADDRESS=3)
+    accounts_settings(settings, REFRESH_FAILURES_PER_ADDRESS=3)
     statuses = [refresh(api_client, f"guess-{i}").status_code for i in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
     throttled = refresh(api_client, "guess-again")

@@ -77,7 +77,9 @@ def test_a_crashed_filler_does_not_stall_readers(monkeypatch):
     from cachemgmt import cache
 
     membership = MembershipFactory()
-    first = cache.entry_get(selectors.NAMESPACE, membership.user_id)  # takes the fill lock, never fills
+    first = cache.entry_get(
+        selectors.NAMESPACE, selectors.context_entry_ident(membership.user_id)
+    )  # takes the fill lock, never fills
     assert isinstance(first, cache.Miss) and first.leader
     context = selectors.user_context_get(user_id=membership.user_id)
     assert context is not None and context.user_id == membership.user_id

@@ -125,7 +125,7 @@ def test_capture_is_installed_on_every_table_a_context_reads(postgres):
         "accounts_user", "accounts_profile", "accounts_membership", "accounts_organization", "accounts_role",
         "accounts_role_permissions", "auth_permission", "auth_group", "accounts_user_groups",
         "auth_group_permissions", "accounts_user_user_permissions", "zones_zone", "zones_zoneassignment",
-        "accounts_session", "zones_zonesyncrun", "django_content_type",
+        "accounts_session", "accounts_revokedtoken", "zones_zonesyncrun", "django_content_type",
     }  # fmt: skip
     with connection.cursor() as cursor:  # insert, update and delete on each
         cursor.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgtrigger_capture_%'")
