@@ -107,3 +107,14 @@ def env_signing_keys(name: str) -> tuple[tuple[str, str], ...]:
             raise EnvError(f"{name}: key id {key_id!r} appears twice")
         keys.append((key_id, secret))
     return tuple(keys)
+
+
+def env_hostports(name: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (Sentinels); empty when unset."""
+    pairs: list[tuple[str, int]] = []
+    for item in env_list(name, ""):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise EnvError(f"{name}: expected host:port pairs separated by commas, got {item!r}")
+        pairs.append((host.strip("[]"), int(port)))
+    return pairs

@@ -13,6 +13,7 @@ from project.env import (
     EnvError,
     env_bool,
     env_choice,
+    env_hostports,
     env_int,
     env_list,
     env_networks,
@@ -112,6 +113,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------
 REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
+# Redis behind Sentinel: used instead of REDIS_URL for the cache, the near cache, locks,
+# throttles and (without CELERY_BROKER_URL) the broker; a failover needs no restart.
+REDIS_SENTINELS = env_hostports("REDIS_SENTINELS")
+REDIS_SENTINEL_SERVICE = env_str("REDIS_SENTINEL_SERVICE", "mymaster") or "mymaster"
+REDIS_SENTINEL_DB = env_int("REDIS_SENTINEL_DB", 0, minimum=0, maximum=15)
+if REDIS_SENTINELS:
+    REDIS_URL = None
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1, maximum=10_000)
 # The cache's own settings (cachemgmt.conf documents each and holds its default).
 CACHEMGMT: dict[str, Any] = {
@@ -128,22 +136,35 @@ CACHEMGMT: dict[str, Any] = {
     ),
 }
 _redis_timeout = CACHEMGMT["REDIS_SOCKET_TIMEOUT_MS"] / 1000
-if REDIS_URL:
+_redis_options: dict[str, Any] = {
+    # One server (the primary) for reads and writes: never a replica's older data.
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "SOCKET_CONNECT_TIMEOUT": _redis_timeout,
+    "SOCKET_TIMEOUT": _redis_timeout,
+    "CONNECTION_POOL_KWARGS": {
+        "max_connections": REDIS_MAX_CONNECTIONS,
+        "retry_on_timeout": False,
+        "health_check_interval": 30,
+    },
+}
+if REDIS_SENTINELS:
+    _redis_options.update(
+        {
+            "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+            # Fences the old primary and clears what the new one may lack (cachemgmt.cache.failover).
+            "CONNECTION_POOL_CLASS": "cachemgmt.cache.failover.FencedSentinelConnectionPool",
+            "SENTINELS": REDIS_SENTINELS,
+            "SENTINEL_KWARGS": {"socket_timeout": _redis_timeout, "socket_connect_timeout": _redis_timeout},
+        }
+    )
+if REDIS_URL or REDIS_SENTINELS:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
+            # Behind Sentinel the host part names the service, not a server.
+            "LOCATION": REDIS_URL or f"redis://{REDIS_SENTINEL_SERVICE}/{REDIS_SENTINEL_DB}",
             "KEY_PREFIX": CACHEMGMT["KEY_PREFIX"],
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": _redis_timeout,
-                "SOCKET_TIMEOUT": _redis_timeout,
-                "CONNECTION_POOL_KWARGS": {
-                    "max_connections": REDIS_MAX_CONNECTIONS,
-                    "retry_on_timeout": False,
-                    "health_check_interval": 30,
-                },
-            },
+            "OPTIONS": _redis_options,
         }
     }
 else:
@@ -181,6 +202,10 @@ ZONES = {
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps"), default=REDIS_URL)
+if CELERY_BROKER_URL is None and REDIS_SENTINELS:
+    # kombu's Sentinel transport: the same primary as the cache, found through the Sentinels.
+    CELERY_BROKER_URL = ";".join(f"sentinel://{host}:{port}/{REDIS_SENTINEL_DB}" for host, port in REDIS_SENTINELS)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"master_name": REDIS_SENTINEL_SERVICE}
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -193,6 +218,8 @@ CELERY_BEAT_SCHEDULE = {
     "zones-sync": {
         "task": "zones.tasks.zone_sync_task",
         "schedule": float(ZONE_SYNC_INTERVAL),
+        # One sync per interval even with two beats running (zones.services.zone_sync_scheduled).
+        "kwargs": {"scheduled": True},
         "options": {"expires": float(ZONE_SYNC_INTERVAL)},
     },
     # Sessions whose refresh token expired are deleted (history kept until then).

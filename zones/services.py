@@ -30,6 +30,11 @@ logger = logging.getLogger("zones")
 SYNC_LOCK = "zone-sync"
 # Marks "a request already asked for a sync in this interval" (see ``zone_sync_request``).
 REQUEST_MARKER = "zone-sync-request"
+# Claimed by the scheduled sync of an interval (see ``zone_sync_scheduled``).
+SCHEDULE_CLAIM = "zone-sync-scheduled"
+# A scheduled sync claims its interval for this share of it: a second beat's tick in the same
+# interval finds the claim; the next interval's first tick finds it expired.
+SCHEDULE_CLAIM_SHARE = 0.9
 
 # --------------------------------------------------------------------------------------
 # Running and scheduling syncs
@@ -61,6 +66,30 @@ def zone_sync_exclusive(*, source: str | None = None) -> ZoneSyncOutcome:
             cache.lock_release(SYNC_LOCK, token)
         except Exception:  # noqa: BLE001 - it expires on its own
             logger.warning("zone sync lock not released (cache down); it expires on its own")
+
+
+def zone_sync_scheduled(*, source: str | None = None) -> ZoneSyncOutcome:
+    """The scheduled sync: one per interval however many beats send it.
+
+    Beat is not a single point of failure when two run (on two hosts), but each sends its own
+    tick: the first tick of an interval claims it for 0.9 of it and syncs; any other tick in
+    the claim is skipped. Without the cache the claim cannot be checked, and the sync runs
+    (the sync lock and the database still serialise).
+    """
+    interval = float(zones_settings.SYNC_INTERVAL)
+    try:
+        claim = cache.lock_acquire(SCHEDULE_CLAIM, ttl=interval * SCHEDULE_CLAIM_SHARE)
+    except Exception:  # noqa: BLE001 - an extra sync is better than none
+        logger.warning("scheduled zone sync claim unavailable (cache down): syncing anyway")
+        claim = ""
+    if claim is None:
+        logger.info("scheduled zone sync skipped: already run in this interval")
+        return ZoneSyncOutcome(
+            status=SKIPPED,
+            source=source or str(zones_settings.SOURCE),
+            error="already run in this interval",
+        )
+    return zone_sync_exclusive(source=source)
 
 
 def zone_sync_inline() -> ZoneSyncOutcome:

@@ -19,6 +19,7 @@ MAX_RETRIES = 5
 
 @shared_task(
     name="zones.tasks.zone_sync_task",
+    bind=True,
     autoretry_for=(ZoneSourceError,),
     retry_backoff=RETRY_BACKOFF,
     retry_backoff_max=RETRY_BACKOFF_MAX,
@@ -27,9 +28,16 @@ MAX_RETRIES = 5
     acks_late=True,
     ignore_result=True,
 )
-def zone_sync_task(source: str | None = None) -> dict[str, Any]:
-    """One sync; at most one runs at a time anywhere (a concurrent one returns "skipped")."""
-    outcome = services.zone_sync_exclusive(source=source)
+def zone_sync_task(self: Any, source: str | None = None, scheduled: bool = False) -> dict[str, Any]:
+    """One sync; at most one runs at a time anywhere (a concurrent one returns "skipped").
+
+    ``scheduled`` (beat's ticks): one per interval however many beats run; a retry of the
+    interval's sync is not a new tick.
+    """
+    if scheduled and not self.request.retries:
+        outcome = services.zone_sync_scheduled(source=source)
+    else:
+        outcome = services.zone_sync_exclusive(source=source)
     outcome.raise_for_source_error()
     return outcome.as_dict()
 

@@ -83,6 +83,7 @@ __all__ = [
     "namespace_clear",
     "namespace_key",
     "near_lease_key",
+    "redis_configured",
     "reset_store",
     "shared_get",
     "shared_set",
@@ -105,13 +106,18 @@ _store: Store | None = None
 _store_lock = threading.Lock()
 
 
+def redis_configured() -> bool:
+    """Django's cache is Redis (``REDIS_URL`` or ``REDIS_SENTINELS``): the shared store."""
+    return bool(settings.CACHES.get("default", {}).get("BACKEND") == "django_redis.cache.RedisCache")
+
+
 def get_store() -> Store:
     global _store
     store = _store
     if store is None:
         with _store_lock:
             if _store is None:
-                _store = RedisStore() if getattr(settings, "REDIS_URL", None) else LocalStore()
+                _store = RedisStore() if redis_configured() else LocalStore()
             store = _store
     return store
 
@@ -127,7 +133,7 @@ def reset_store(store: Store | None = None) -> None:
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
-    if setting in {"REDIS_URL", "CACHES", "CACHEMGMT"}:
+    if setting in {"REDIS_URL", "REDIS_SENTINELS", "CACHES", "CACHEMGMT"}:
         reset_store()
 
 

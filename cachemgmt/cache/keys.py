@@ -64,6 +64,11 @@ def dep_zones_key() -> str:
     return f"{_prefix()}:dep:zones"
 
 
+def replication_marker_key() -> str:
+    """The replication id of the primary the cache was last cleared on (Sentinel failovers)."""
+    return f"{_prefix()}:replid"
+
+
 def near_lease_key() -> str:
     """Written (NX, 1 s) by every process's near cache to renew its lease; never tracked."""
     return f"{_prefix()}:near:lease"

@@ -128,7 +128,7 @@ def _fallback_release(key: str) -> None:
             _fallback_counters[key] = (value - 1, expires)
 
 
-def lock_acquire(name: str, *, ttl: int) -> str | None:
+def lock_acquire(name: str, *, ttl: float) -> str | None:
     """A lock with an expiry shared by every process on the cache; returns its token or None.
 
     Raises CacheUnavailable when the cache cannot be reached: the caller decides whether to

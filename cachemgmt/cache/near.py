@@ -65,7 +65,7 @@ class NearCache:
 
     def __init__(
         self,
-        url: str,
+        pool_factory: Callable[[], Any],
         *,
         prefixes: Sequence[str],
         lease_key: str,
@@ -77,7 +77,7 @@ class NearCache:
         maintain_every: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._url = url
+        self._pool_factory = pool_factory
         self._prefixes = tuple(prefixes)
         self._lease_key = lease_key
         self._socket_timeout = socket_timeout
@@ -116,16 +116,8 @@ class NearCache:
 
     def _open(self) -> Any:
         """A new tracking connection (network round trips: never under the lock)."""
-        import redis
-
         if self._pool is None:
-            self._pool = redis.ConnectionPool.from_url(
-                self._url,
-                protocol=3,
-                socket_timeout=self._socket_timeout,
-                socket_connect_timeout=self._socket_timeout,
-                health_check_interval=0,
-            )
+            self._pool = self._pool_factory()  # RESP3, this process's socket timeout
         conn: Any = self._pool.make_connection()
         try:
             conn.connect()

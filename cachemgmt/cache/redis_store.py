@@ -12,6 +12,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from cachemgmt.cache.breaker import CircuitBreaker
+from cachemgmt.cache.failover import SwitchListener
 from cachemgmt.cache.keys import (
     NAMESPACES,
     clock_key,
@@ -27,6 +28,9 @@ from cachemgmt.conf import cachemgmt_settings
 
 logger = logging.getLogger("cachemgmt.cache")
 
+# The shebang (without ``no-writes``) makes a read-only replica refuse every script, reads
+# included: a client left on a demoted primary gets an error and moves on (``failover``).
+_SHEBANG = "#!lua\n"
 _CLOCK_LUA = """
 local function clock_now(clock_key)
   local c = redis.call('GET', clock_key)
@@ -46,7 +50,8 @@ end
 
 # KEYS: entry, clock, fill lock.  ARGV: lock token, lock ms, want lock ("1"/"0").
 _GET_LUA = (
-    _CLOCK_LUA
+    _SHEBANG
+    + _CLOCK_LUA
     + """
 local h = redis.call('HMGET', KEYS[1], 't', 'd', 'p')
 if h[1] then
@@ -70,7 +75,8 @@ return {0, c, got}
 
 # KEYS: entry, fill lock.  ARGV: ticket, deps, payload, ttl, lock token.
 _PUT_LUA = (
-    _CLOCK_LUA
+    _SHEBANG
+    + _CLOCK_LUA
     + """
 local t = tonumber(ARGV[1])
 local deps = split(ARGV[2])
@@ -98,7 +104,7 @@ return stored
 )
 
 # KEYS: clock, deps...
-_BUMP_LUA = """
+_BUMP_LUA = """#!lua
 local v = redis.call('INCR', KEYS[1])
 if v < 1000000000 then
   -- The clock was lost (eviction, restart with old entries restored): reseed it from server
@@ -113,11 +119,25 @@ return s
 """
 
 
-def _plain_redis_client() -> bool:
-    """The near cache follows ``REDIS_URL``; behind Sentinel that is not the primary's address."""
+def _single_primary_client() -> bool:
+    """The near cache needs every read on the primary: django-redis's default client (one
+    server) does that, behind Sentinel too; its replica-reading clients do not."""
     default: dict[str, Any] = settings.CACHES.get("default", {})
     options: dict[str, Any] = default.get("OPTIONS", {})
     return options.get("CLIENT_CLASS", "django_redis.client.DefaultClient") == "django_redis.client.DefaultClient"
+
+
+def _near_pool(timeout: float) -> Any:
+    """The near cache's connections: RESP3, to ``REDIS_URL`` or to Sentinel's current primary."""
+    import redis
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    sentinels = getattr(settings, "REDIS_SENTINELS", None)
+    common = {"protocol": 3, "socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 0}
+    if sentinels:
+        manager = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout})
+        return SentinelConnectionPool(settings.REDIS_SENTINEL_SERVICE, manager, db=settings.REDIS_SENTINEL_DB, **common)
+    return redis.ConnectionPool.from_url(str(settings.REDIS_URL), **common)
 
 
 def _redis_socket_timeout() -> float:
@@ -149,15 +169,22 @@ class RedisStore:
         self._lost_generation = 0
         self.near: NearCache | None = None
         max_near = int(cachemgmt_settings.NEAR_MAX_ENTRIES)
-        if max_near > 0 and settings.REDIS_URL and _plain_redis_client():
+        if max_near > 0 and _single_primary_client():
             self.near = NearCache(
-                settings.REDIS_URL,
+                lambda: _near_pool(_redis_socket_timeout()),
                 prefixes=tracked_prefixes(),
                 lease_key=near_lease_key(),
                 socket_timeout=_redis_socket_timeout(),
                 max_entries=max_near,
             )
             near_caches_add(self.near)
+        self.switch_listener: SwitchListener | None = None
+        sentinels = getattr(settings, "REDIS_SENTINELS", None)
+        if sentinels:
+            self.switch_listener = SwitchListener(
+                self._client.connection_pool, sentinels, settings.REDIS_SENTINEL_SERVICE, _redis_socket_timeout()
+            )
+            self.switch_listener.start()
 
     @property
     def client(self) -> Any:
@@ -194,6 +221,8 @@ class RedisStore:
         return result
 
     def close(self) -> None:
+        if self.switch_listener is not None:
+            self.switch_listener.stop()
         if self.near is not None:
             self.near.close()
             near_caches_remove(self.near)

@@ -151,7 +151,14 @@ def ready(near: cache.NearCache) -> int:
 def make_near(url: str, **kwargs) -> cache.NearCache:
     options = {"prefixes": cache.tracked_prefixes(), "lease_key": cache.near_lease_key(), "socket_timeout": 0.25}
     options.update(kwargs)
-    return cache.NearCache(url, max_entries=options.pop("max_entries", 10), **options)
+    timeout = options["socket_timeout"]
+
+    def pool() -> redis.ConnectionPool:
+        return redis.ConnectionPool.from_url(
+            url, protocol=3, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
+
+    return cache.NearCache(pool, max_entries=options.pop("max_entries", 10), **options)
 
 
 @pytest.mark.slow

@@ -316,6 +316,27 @@ class CommittedState:
 
         self._write("role", holders, change, call)
 
+    def revoke_permission(self, rng: random.Random) -> str:
+        """Take one permission away from a role some user holds; returns it."""
+        held = sorted(
+            {model.role for model in self.users.values() if model.role is not None and self.roles[model.role][1]}
+        )
+        role_id = rng.choice(held)
+        revoked = rng.choice(sorted(self.roles[role_id][1]))
+        codes = self.roles[role_id][1] - {revoked}
+
+        def change() -> None:
+            self.roles[role_id] = (self.roles[role_id][0], codes)
+
+        def holders() -> list[int]:
+            return [uid for uid, model in self.users.items() if model.role == role_id]
+
+        def call() -> Any:
+            return services.role_set_permissions(role_id=role_id, permission_codes=sorted(codes))
+
+        self._write("revoke", holders, change, call)
+        return revoked
+
     def write_random(self, rng: random.Random, kinds: tuple[str, ...]) -> None:
         kind = rng.choice(kinds)
         if kind == "role":

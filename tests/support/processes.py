@@ -62,6 +62,8 @@ class RedisServer:
     proc: subprocess.Popen[bytes] | None = None
     #: an append-only file written on every write: the data survives a clean ``shutdown`` and ``start``
     persistent: bool = False
+    #: more ``redis-server`` arguments (``--replicaof host port``, ...)
+    extra: list[str] = field(default_factory=list)
 
     @classmethod
     def started(cls, *, prefix: str, persistent: bool = False) -> RedisServer:
@@ -82,7 +84,7 @@ class RedisServer:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
-             "--dir", self.workdir, "--logfile", os.path.join(self.workdir, "redis.log")],
+             "--dir", self.workdir, "--logfile", os.path.join(self.workdir, "redis.log"), *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

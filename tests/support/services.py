@@ -25,7 +25,7 @@ def uses_postgres() -> bool:
 
 
 def uses_redis() -> bool:
-    return bool(getattr(settings, "REDIS_URL", None))
+    return bool(settings.CACHES.get("default", {}).get("BACKEND") == "django_redis.cache.RedisCache")
 
 
 def clear_project_keys() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -273,3 +274,42 @@ def test_concurrent_service_calls_one_runs_one_skips(postgres, organizations, bi
     for thread in threads:
         thread.join(30)
     assert sorted(outcomes) == ["ok", "skipped"]
+
+
+def test_the_schedule_marks_its_syncs_as_scheduled():
+    assert app.conf.beat_schedule["zones-sync"]["kwargs"] == {"scheduled": True}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_tick_in_the_same_interval_is_skipped_and_a_retry_is_not_a_tick(settings):
+    settings.ZONES = {**settings.ZONES, "SYNC_INTERVAL": 60}
+    first = zone_sync_task.apply(kwargs={"scheduled": True}).get()
+    second = zone_sync_task.apply(kwargs={"scheduled": True}).get()
+    assert first["status"] != "skipped" and first["run_id"]
+    assert second["status"] == "skipped" and second["error"] == "already run in this interval"
+    assert zone_sync_task.apply(kwargs={"scheduled": False}).get()["status"] != "skipped"  # a staff or request sync
+    retried = zone_sync_task.apply(kwargs={"scheduled": True}, retries=1).get()
+    assert retried["status"] != "skipped"
+    assert runs() == 3
+
+
+@pytest.mark.slow
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_two_beats_running_at_once_still_give_one_sync_per_interval(broker, celery_process):
+    """Redundant schedulers: two beat processes, started out of phase, each ticking every 2 s."""
+    interval = 2.0
+    env = {"ZONE_SYNC_INTERVAL": str(int(interval))}
+    worker = celery_process("worker", **env)
+    wait_until(lambda: runs() >= 1, timeout=30)  # the worker's own preload (of the bundled sample)
+    started = timezone.now()
+    celery_process("beat", **env)
+    time.sleep(interval * 0.45)
+    celery_process("beat", **env)
+    time.sleep(interval * 4.5)
+    scheduled = list(
+        ZoneSyncRun.objects.filter(started_at__gt=started).order_by("started_at").values_list("started_at", flat=True)
+    )
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(scheduled)]
+    assert 3 <= len(scheduled) <= 6, (scheduled, worker.log.read_text()[-2000:])  # type: ignore[attr-defined]
+    assert all(gap >= interval * 0.9 - 0.25 for gap in gaps), gaps  # never two in one interval

@@ -1,0 +1,202 @@
+"""Redis Sentinel failover without a stale context: fence the old primary, clear what the new one may lack.
+
+Replication is asynchronous, so the primary a failover promotes may lack invalidations the old
+one acknowledged (written in the last instants, or after the promotion by a process that had
+not heard of it yet: Sentinel leaves the old primary accepting writes until it reconfigures
+it, about ten seconds later). An entry such an invalidation should have defeated would be
+served again. So every process, before it uses a primary it was not using before:
+
+1. **fences the old primary**: ``REPLICAOF <new primary>`` there, what Sentinel itself does
+   some seconds later (``CLIENT PAUSE`` where that command is not allowed; best effort: a dead
+   primary needs no fence). From then on it refuses every cache script and every near-cache
+   lease, so each process still talking to it gets an error and asks Sentinel again;
+2. **waits one Redis socket timeout**, by which every near-cache lease granted by the old
+   primary has run out (a lease lasts half a timeout: ``cachemgmt.cache.near``);
+3. **clears every namespace on the new primary unless its replication history is known**: the
+   new primary's ``master_replid`` is compared with the one recorded beside the clock when it
+   was last cleared; a promotion (or a restart) changes it, so the first process to reach it
+   bumps the clock and every namespace key, exactly as ``clear_cache --namespace all`` does,
+   and records the new id; the others find it recorded and go on.
+
+Nothing is served from the new primary before that has happened in this process. The cache
+scripts also carry a ``#!lua`` shebang without ``no-writes``, so a demoted primary (now a
+read-only replica) refuses even a read, and its clients move on instead of serving its data.
+A thread per process listens for Sentinel's ``+switch-master`` so all of this starts as soon
+as Sentinel announces the promotion, not at a process's next error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from redis.sentinel import SentinelConnectionPool, SentinelConnectionPoolProxy
+
+from cachemgmt.cache.keys import NAMESPACES, clock_key, namespace_key, replication_marker_key
+
+logger = logging.getLogger("cachemgmt.cache")
+
+# Where the old primary cannot be made a replica: how long it stays paused instead (clients
+# time out and ask Sentinel again; Sentinel's own reconfiguration waits for the pause to end).
+FENCE_MS = 5_000
+
+# KEYS: marker, clock, namespace keys...  ARGV: the primary's replication id.
+# The same clock bump as every invalidation (``redis_store``): entries filled before it fail
+# their dependency check.
+_EPOCH_LUA = """#!lua
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+local v = redis.call('INCR', KEYS[2])
+if v < 1000000000 then
+  local t = redis.call('TIME')
+  v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local s = string.format('%.0f', v)
+redis.call('SET', KEYS[2], s)
+for i = 3, #KEYS do redis.call('SET', KEYS[i], s) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def _direct(kwargs: dict[str, Any], address: tuple[str, int]) -> redis.Redis:
+    """A one-off client to one server, with the pool's credentials and timeouts."""
+    return redis.Redis(
+        host=address[0],
+        port=address[1],
+        db=kwargs.get("db", 0),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        socket_timeout=kwargs.get("socket_timeout"),
+        socket_connect_timeout=kwargs.get("socket_connect_timeout"),
+    )
+
+
+def primary_fence(kwargs: dict[str, Any], address: tuple[str, int], current: tuple[str, int]) -> bool:
+    """Make a former primary a replica of the current one (or pause its clients); False when it
+    could not be reached (then it serves no one either)."""
+    client = _direct(kwargs, address)
+    try:
+        try:
+            client.execute_command("REPLICAOF", current[0], current[1])
+        except redis.ResponseError:  # renamed or forbidden by an ACL
+            client.execute_command("CLIENT", "PAUSE", FENCE_MS, "ALL")
+        return True
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def primary_adopt(kwargs: dict[str, Any], address: tuple[str, int]) -> bool:
+    """Clear every namespace on a primary whose replication history is not the recorded one;
+    True when this call cleared."""
+    client = _direct(kwargs, address)
+    try:
+        replication = client.info("replication")
+        if replication.get("role") != "master":
+            raise redis.ConnectionError(f"{address[0]}:{address[1]} is not a primary yet")
+        keys = [replication_marker_key(), clock_key(), *(namespace_key(ns) for ns in NAMESPACES)]
+        return bool(client.eval(_EPOCH_LUA, len(keys), *keys, replication["master_replid"]))
+    finally:
+        client.close()
+
+
+class _FencingProxy(SentinelConnectionPoolProxy):
+    """Sentinel's view of the primary, with the failover steps of this module's docstring
+    run once per change of primary, before any connection to the new one is used."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._change_lock = threading.Lock()
+
+    def get_master_address(self) -> Any:
+        address = self.sentinel_manager.discover_master(self.service_name)
+        if self.is_master and self.master_address != address:
+            with self._change_lock:
+                if self.master_address != address:
+                    self._adopt(self.master_address, address)
+        return address
+
+    def _adopt(self, previous: tuple[str, int] | None, current: tuple[str, int]) -> None:
+        pool = self.connection_pool_ref()
+        kwargs = dict(pool.connection_kwargs) if pool is not None else {}
+        fenced = False
+        if previous is not None:
+            fenced = primary_fence(kwargs, previous, current)
+            # Near-cache leases granted by the old primary last half a socket timeout.
+            time.sleep(float(kwargs.get("socket_timeout") or 0.25))
+        cleared = primary_adopt(kwargs, current)  # raises: no connection is made to it
+        self.master_address = current
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)
+        if previous is not None or cleared:
+            logger.warning(
+                "redis primary changed",
+                extra={
+                    "previous": f"{previous[0]}:{previous[1]}" if previous else None,
+                    "primary": f"{current[0]}:{current[1]}",
+                    "old_primary_fenced": fenced,
+                    "cache_cleared": cleared,
+                },
+            )
+
+
+class FencedSentinelConnectionPool(SentinelConnectionPool):
+    """django-redis's Sentinel pool (``CONNECTION_POOL_CLASS``) with fenced failovers."""
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)
+        self.proxy = _FencingProxy(
+            connection_pool=self,
+            is_master=self.is_master,
+            check_connection=self.check_connection,
+            service_name=service_name,
+            sentinel_manager=sentinel_manager,
+        )
+        self.connection_kwargs["connection_pool"] = self.proxy
+
+
+class SwitchListener:
+    """A thread following Sentinel's ``+switch-master`` for one service: on a switch, the pool
+    adopts the new primary at once (fence, wait, clear) instead of at its next error."""
+
+    def __init__(self, pool: Any, sentinels: list[tuple[str, int]], service: str, timeout: float) -> None:
+        self._pool = pool
+        self._sentinels = sentinels
+        self._service = service
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redis-switch-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        index = 0
+        while not self._stop.is_set():
+            host, port = self._sentinels[index % len(self._sentinels)]
+            index += 1
+            client = redis.Redis(host=host, port=port, socket_timeout=None, socket_connect_timeout=self._timeout)
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe("+switch-master")
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and str(message.get("data", b""), "utf-8", "replace").split(" ")[0] == self._service:
+                        self._switched()
+            except (redis.RedisError, OSError):
+                self._stop.wait(0.5)  # this Sentinel is down: the next one
+            finally:
+                client.close()
+
+    def _switched(self) -> None:
+        try:
+            self._pool.get_master_address()
+        except (redis.RedisError, OSError):
+            logger.warning("redis primary change announced but not adopted yet", exc_info=True)

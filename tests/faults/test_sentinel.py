@@ -1,0 +1,120 @@
+"""Redis behind Sentinel: configured from the environment alone, and failovers (ordered and kill -9)
+under load from two web processes with nothing stale served."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cachemgmt import cache
+from tests.factories import PASSWORD, MembershipFactory, UserFactory
+from tests.support.faults import CommittedState, Traffic, http, log_lines
+from tests.support.sentinel import SentinelSet, use_sentinel
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services, pytest.mark.slow]
+
+
+@pytest.fixture
+def sentinel_group(settings) -> Iterator[SentinelSet]:
+    group = SentinelSet.started()
+    use_sentinel(settings, group)
+    cache.reset_store()
+    yield group
+    cache.reset_store()
+    group.remove()
+
+
+def evalsha_calls(group: SentinelSet, port: int) -> int:
+    """EVALSHA commands a server has run for clients (a replica applies script effects, not scripts)."""
+    stats = group.server(port).info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def test_sentinel_deployment_starts_from_the_environment_alone(postgres, sentinel_group, webs):
+    member = MembershipFactory()
+    staff = UserFactory(is_staff=True)
+    (web,) = webs(1, workers=1, **sentinel_group.env())
+    token = http(web.port, "POST", "/api/auth/login", body={"username": member.user.username, "password": PASSWORD})
+    assert token.status == 200, token.body
+    access = token.json()["access_token"]
+    for _ in range(6):
+        assert http(web.port, "GET", "/api/me", token=access).status == 200
+    primary = sentinel_group.primary_port()
+    assert primary is not None
+    assert sentinel_group.server(primary).keys("*:e:user_context:*"), "contexts are cached on the primary"
+    assert evalsha_calls(sentinel_group, primary) > 0
+    staff_login = http(web.port, "POST", "/api/auth/login", body={"username": staff.username, "password": PASSWORD})
+    stats = http(web.port, "GET", "/api/admin/cache/stats", token=staff_login.json()["access_token"]).json()
+    assert stats["backend"] == "redis"
+    assert stats["namespaces"]["user_context"]["near_hits"] > 0, "the near cache follows the Sentinel primary"
+    health = http(web.port, "GET", "/health").json()
+    assert health["checks"]["cache"]["status"] == "ok"
+
+
+def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs, hardening_report):
+    """A permission revoked just before and just after ``SENTINEL FAILOVER``, and after ``kill -9``
+    of the primary: no answer is older than what was committed when its request was sent."""
+    rng = random.Random(17)
+    state = CommittedState(users=12)
+    a, b = webs(2, workers=2, **sentinel_group.env())
+    figures: dict[str, float] = {}
+    with Traffic(
+        state, [a.port, b.port], readers=4, writers=1, write_kinds=("profile", "membership", "role"), max_seconds=120
+    ) as traffic:
+        traffic.run_for(1.5)
+
+        # An ordered failover, a revocation on each side of it.
+        state.revoke_permission(rng)
+        traffic.phase = "failover"
+        started = time.monotonic()
+        old = sentinel_group.failover()
+        state.revoke_permission(rng)
+        figures["failover_promoted_s"] = round(sentinel_group.wait_promoted(old), 2)
+        new = sentinel_group.primary_port()
+        assert new is not None
+        while evalsha_calls(sentinel_group, new) == 0:
+            assert time.monotonic() - started < 30, "the new primary never served a request"
+            time.sleep(0.01)
+        figures["failover_serving_s"] = round(time.monotonic() - started, 2)
+        traffic.run_for(2.0)
+        sentinel_group.wait_replicated(old)  # the old primary follows the new one
+
+        # The primary killed outright, a revocation once it is gone.
+        traffic.phase = "kill"
+        started = time.monotonic()
+        killed = sentinel_group.kill_primary()
+        state.revoke_permission(rng)
+        figures["kill_promoted_s"] = round(sentinel_group.wait_promoted(killed), 2)
+        survivor = sentinel_group.primary_port()
+        assert survivor is not None
+        baseline = evalsha_calls(sentinel_group, survivor)
+        while evalsha_calls(sentinel_group, survivor) == baseline:
+            assert time.monotonic() - started < 30, "the surviving primary never served a request"
+            time.sleep(0.01)
+        figures["kill_serving_s"] = round(time.monotonic() - started, 2)
+        traffic.phase = "after"
+        state.revoke_permission(rng)
+        traffic.run_for(3.0)
+    tally = traffic.stop()
+    changes = [
+        record
+        for web in (a, b)
+        for record in log_lines(web.log)
+        if str(record.get("event", "")) == "redis primary changed"
+    ]
+    hardening_report(
+        **tally.figures(),
+        **figures,
+        revocations=state.counts["revoke"],
+        primary_changes_logged=len(changes),
+        caches_cleared=sum(1 for record in changes if record.get("cache_cleared")),
+    )
+    assert tally.stale == 0, tally.samples
+    assert tally.failed == 0, tally.samples  # the database answers while Redis moves
+    assert state.counts["revoke"] == 4
+    assert changes, "the web processes adopted the new primaries"
+    assert any(record.get("cache_cleared") for record in changes), json.dumps(changes)[:2000]
