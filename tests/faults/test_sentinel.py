@@ -63,7 +63,7 @@ def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs
     a, b = webs(2, workers=2, **sentinel_group.env())
     figures: dict[str, float] = {}
     with Traffic(
-        state, [a.port, b.port], readers=4, writers=1, write_kinds=("profile", "membership", "role"), max_seconds=120
+        state, [a.port, b.port], readers=4, writers=1, write_kinds=("profile", "membership"), max_seconds=120
     ) as traffic:
         traffic.run_for(1.5)
 

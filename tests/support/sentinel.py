@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -15,7 +16,9 @@ import redis
 from tests.support.processes import RedisServer, free_port, terminate, wait_for_port
 from tests.support.services import service_missing
 
-SERVICE = "authctx"
+# django-redis keeps one pool per cache location for the life of the process: each group
+# monitors a service of its own name, so a test never reaches an earlier group's pool.
+_groups = itertools.count(1)
 
 
 def _until(predicate: Any, *, timeout: float, what: str) -> float:
@@ -42,13 +45,14 @@ class SentinelSet:
     sentinel_ports: list[int] = field(default_factory=list)
     sentinels: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workdir: str = ""
+    service: str = ""
 
     @classmethod
     def started(cls) -> SentinelSet:
         binary = shutil.which("redis-server")
         if binary is None:
             service_missing("redis-server is not installed")
-        group = cls(workdir=tempfile.mkdtemp(prefix="sentinel-"))
+        group = cls(workdir=tempfile.mkdtemp(prefix="sentinel-"), service=f"authctx-{os.getpid()}-{next(_groups)}")
         primary = RedisServer.started(prefix="sentinel-primary-")
         group.servers[primary.port] = primary
         replica = RedisServer(
@@ -66,10 +70,10 @@ class SentinelSet:
                 handle.write(
                     f"port {port}\nbind 127.0.0.1\ndir {group.workdir}\n"
                     f"logfile {os.path.join(group.workdir, f'sentinel-{index}.log')}\n"
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {primary.port} 2\n"
-                    f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                    f"sentinel failover-timeout {SERVICE} 3000\n"
-                    f"sentinel parallel-syncs {SERVICE} 1\n"
+                    f"sentinel monitor {group.service} 127.0.0.1 {primary.port} 2\n"
+                    f"sentinel down-after-milliseconds {group.service} 1000\n"
+                    f"sentinel failover-timeout {group.service} 3000\n"
+                    f"sentinel parallel-syncs {group.service} 1\n"
                 )
             proc = subprocess.Popen([binary, conf, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_for_port(port, proc=proc)
@@ -85,7 +89,7 @@ class SentinelSet:
 
     def primary_port(self) -> int | None:
         for index in range(len(self.sentinel_ports)):
-            address = _quiet(lambda i=index: self.sentinel(i).sentinel_get_master_addr_by_name(SERVICE))
+            address = _quiet(lambda i=index: self.sentinel(i).sentinel_get_master_addr_by_name(self.service))
             if address:
                 return int(address[1])
         return None
@@ -99,7 +103,7 @@ class SentinelSet:
 
     def _sentinels_agree(self) -> bool:
         for index in range(len(self.sentinel_ports)):
-            master = _quiet(lambda i=index: self.sentinel(i).sentinel_master(SERVICE), {})
+            master = _quiet(lambda i=index: self.sentinel(i).sentinel_master(self.service), {})
             if int(master.get("num-other-sentinels", 0)) < 2 or int(master.get("num-slaves", 0)) < 1:
                 return False
         return True
@@ -117,7 +121,7 @@ class SentinelSet:
         return {
             "REDIS_URL": "",
             "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
-            "REDIS_SENTINEL_SERVICE": SERVICE,
+            "REDIS_SENTINEL_SERVICE": self.service,
         }
 
     # -- faults ------------------------------------------------------------------------------
@@ -126,7 +130,7 @@ class SentinelSet:
         """``SENTINEL FAILOVER``; returns the old primary's port."""
         old = self.primary_port()
         assert old is not None
-        self.sentinel().execute_command("SENTINEL", "FAILOVER", SERVICE)
+        self.sentinel().execute_command("SENTINEL", "FAILOVER", self.service)
         return old
 
     def kill_primary(self) -> int:
@@ -158,13 +162,13 @@ def use_sentinel(settings: Any, group: SentinelSet, *, timeout: float = 0.25) ->
     sentinels = [("127.0.0.1", port) for port in group.sentinel_ports]
     settings.REDIS_URL = None
     settings.REDIS_SENTINELS = sentinels
-    settings.REDIS_SENTINEL_SERVICE = SERVICE
+    settings.REDIS_SENTINEL_SERVICE = group.service
     settings.REDIS_SENTINEL_DB = 0
     settings.CACHES = {
         "default": {
             **settings.CACHES["default"],
             "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": f"redis://{SERVICE}/0",
+            "LOCATION": f"redis://{group.service}/0",
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
