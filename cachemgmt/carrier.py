@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, connections
 
 from cachemgmt import cache
@@ -384,6 +385,10 @@ def _max_change_id() -> int:
         return int(cursor.fetchone()[0])
 
 
+# DATABASE_DIRECT_URL's parts that replace the pooled connection's.
+_DIRECT_PARAMS = {"HOST": "host", "PORT": "port", "USER": "user", "PASSWORD": "password"}
+
+
 class _Listener:
     """A dedicated PostgreSQL connection LISTENing for the triggers' NOTIFY (a session feature:
     it needs a direct connection, not a transaction-mode pooler)."""
@@ -398,6 +403,10 @@ class _Listener:
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params.pop("prepare_threshold", None)
+        direct = getattr(settings, "DATABASE_DIRECT", None)
+        if direct:
+            # Behind a transaction-mode pooler LISTEN needs the server itself (same database).
+            params.update({key: direct[name] for name, key in _DIRECT_PARAMS.items() if direct.get(name)})
         # Keepalives: a peer that vanished without closing is noticed within seconds.
         keepalives = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
         conn = psycopg.connect(**{**keepalives, **params}, autocommit=True)

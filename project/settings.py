@@ -91,6 +91,13 @@ DATABASE_URL = env_url(
     "DATABASE_URL", ("sqlite", "postgres", "postgresql"), default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 )
 DB_MAX_CONNECTIONS = env_int("DB_MAX_CONNECTIONS", 20, minimum=1, maximum=1000)
+DB_POOLER = env_choice("DB_POOLER", "none", ("none", "transaction"))
+# What needs a session of its own (LISTEN) connects here: the server itself, not the pooler.
+DATABASE_DIRECT_URL = env_url("DATABASE_DIRECT_URL", ("postgres", "postgresql"))
+DATABASE_DIRECT = dj_database_url.parse(DATABASE_DIRECT_URL) if DATABASE_DIRECT_URL else None
+if DB_POOLER == "transaction" and DATABASE_DIRECT is None:
+    # LISTEN through a transaction-mode pooler is accepted and then never notified.
+    raise EnvError("DATABASE_DIRECT_URL: required with DB_POOLER=transaction (the change carrier LISTENs there)")
 _db = dj_database_url.parse(DATABASE_URL or "")
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool: one per process; CONN_MAX_AGE must stay 0 with it.
@@ -104,6 +111,13 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
         },
         "connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3, minimum=1),
     }
+    if DB_POOLER == "transaction":
+        # Behind PgBouncer in transaction mode a session is not ours between transactions: no
+        # prepared statements (psycopg's automatic ones; Django's default, made explicit), no
+        # server-side cursors (they outlive a transaction). Session features (the carrier's
+        # LISTEN) take DATABASE_DIRECT_URL; the zone sync's lock is transaction-level already.
+        _db["OPTIONS"]["prepare_threshold"] = None
+        _db["DISABLE_SERVER_SIDE_CURSORS"] = True
 else:
     # IMMEDIATE: a transaction takes the write lock when it begins, so two writers queue (up to
     # the timeout) instead of one failing when it upgrades a read to a write.

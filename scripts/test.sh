@@ -26,11 +26,20 @@ if [ "${1:-}" = "--lint-only" ]; then exit 0; fi
 
 ./scripts/services.sh
 
-# The browser tests drive Debian's Chromium (Playwright never downloads a browser here); they are slow.
+# The browser tests drive Debian's Chromium (Playwright never downloads a browser here), the
+# pooler tests Debian's PgBouncer (started by the tests themselves); both are slow tests.
+if [ "$FAST" = 0 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/sbin/pgbouncer ]; }; then
+  apt-get update -qq || true
+fi
 if [ "$FAST" = 0 ] && [ ! -x /usr/bin/chromium ]; then
   echo "installing chromium (browser tests)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
     || echo "chromium could not be installed: browser tests will fail under CI=true" >&2
+fi
+if [ "$FAST" = 0 ] && [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "installing pgbouncer (pooler tests; the tests start their own)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null \
+    || echo "pgbouncer could not be installed: pooler tests will fail under CI=true" >&2
 fi
 
 PG_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/authctx}

@@ -45,6 +45,10 @@ def test_seed_demo_refuses_bad_arguments(args):
         ("DEBUG", "perhaps"),
         ("DB_MAX_CONNECTIONS", "0"),
         ("SECRET_KEY", ""),
+        ("REDIS_SENTINELS", "sentinel-without-port"),
+        ("DB_POOLER", "session"),
+        ("TOKEN_SIGNING_KEYS", "k1:too-short"),
+        ("REFRESH_REUSE_LEEWAY", "60"),
     ],
 )
 @pytest.mark.slow
@@ -58,6 +62,19 @@ def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable(vari
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
+
+
+@pytest.mark.slow
+def test_a_transaction_pooler_without_a_direct_url_stops_start_up():
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"SECRET_KEY": "x" * 50, "DEBUG": "0", "DB_POOLER": "transaction"})
+    env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:6432/authctx"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "DATABASE_DIRECT_URL" in lines[0]
 
 
 def _login(user) -> dict:
