@@ -39,8 +39,17 @@ class RedisProbe:
 
     def memory(self, key_prefix: str, user_ids: list[int]) -> dict[str, Any]:
         sizes, payloads = [], []
+        examples: list[str] = []
         for uid in user_ids:
-            key = f"{key_prefix}:e:user_context:{uid}"
+            # The entry's key ends in its format version (accounts.selectors.context_entry_ident).
+            found = [
+                k.decode() if isinstance(k, bytes) else k
+                for k in self.client.keys(f"{key_prefix}:e:user_context:{uid}.*")
+            ]
+            if not found:
+                continue
+            key = found[0]
+            examples.append(key)
             usage = self.client.memory_usage(key, samples=0)
             if usage is None:
                 continue
@@ -57,7 +66,7 @@ class RedisProbe:
                 "median": statistics.median(sizes),
             },
             "payload_bytes": {"mean": round(statistics.fmean(payloads), 1), "min": min(payloads), "max": max(payloads)},
-            "key_example": f"{key_prefix}:e:user_context:{user_ids[0]}",
+            "key_example": examples[0],
         }
 
 
