@@ -61,7 +61,13 @@ def _broker() -> dict[str, Any]:
     from kombu import Connection
 
     timeout = BROKER_TIMEOUT_SECONDS
-    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "max_retries": 0}
+    # The broker's own transport options first (the Sentinel transport's master_name).
+    options = {
+        **getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "max_retries": 0,
+    }
     with Connection(url, connect_timeout=timeout, transport_options=options) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, interval_max=0, timeout=1)
         conn.default_channel  # noqa: B018 - opening a channel proves the broker answers

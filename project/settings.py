@@ -8,6 +8,7 @@ from typing import Any
 
 import dj_database_url
 
+from cachemgmt.cache.failover import NO_RETRY
 from cachemgmt.conf import DEFAULTS as cache_defaults
 from project.env import (
     EnvError,
@@ -168,7 +169,12 @@ if REDIS_SENTINELS:
             # Fences the old primary and clears what the new one may lack (cachemgmt.cache.failover).
             "CONNECTION_POOL_CLASS": "cachemgmt.cache.failover.FencedSentinelConnectionPool",
             "SENTINELS": REDIS_SENTINELS,
-            "SENTINEL_KWARGS": {"socket_timeout": _redis_timeout, "socket_connect_timeout": _redis_timeout},
+            # No retries with backoff (redis-py's default, seconds): a request may be waiting.
+            "SENTINEL_KWARGS": {
+                "socket_timeout": _redis_timeout,
+                "socket_connect_timeout": _redis_timeout,
+                "retry": NO_RETRY,
+            },
         }
     )
 if REDIS_URL or REDIS_SENTINELS:

@@ -14,7 +14,7 @@ served again. So every process, before it uses a primary it was not using before
    primary has run out (a lease lasts half a timeout: ``cachemgmt.cache.near``);
 3. **clears every namespace on the new primary unless its replication history is known**: the
    new primary's ``master_replid`` is compared with the one recorded beside the clock when it
-   was last cleared; a promotion (or a restart) changes it, so the first process to reach it
+   was last cleared; a promotion changes it, so the first process to reach it
    bumps the clock and every namespace key, exactly as ``clear_cache --namespace all`` does,
    and records the new id; the others find it recorded and go on.
 
@@ -27,12 +27,17 @@ as Sentinel announces the promotion, not at a process's next error.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool, SentinelConnectionPoolProxy
 
 from cachemgmt.cache.keys import NAMESPACES, clock_key, namespace_key, replication_marker_key
@@ -44,21 +49,25 @@ logger = logging.getLogger("cachemgmt.cache")
 FENCE_MS = 5_000
 
 # KEYS: marker, clock, namespace keys...  ARGV: the primary's replication id.
-# The same clock bump as every invalidation (``redis_store``): entries filled before it fail
-# their dependency check.
+# Like every invalidation (``redis_store``) it moves the clock and the namespace keys to a new
+# value, but far past it: the old primary may have handed out tickets above this one's clock
+# (bumps it never replicated), and an entry filled with such a ticket must fail its check.
 _EPOCH_LUA = """#!lua
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
 local v = redis.call('INCR', KEYS[2])
-if v < 1000000000 then
-  local t = redis.call('TIME')
-  v = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local s = string.format('%.0f', v)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if v < now then v = now end
+local s = string.format('%.0f', v + EPOCH_JUMP)
 redis.call('SET', KEYS[2], s)
 for i = 3, #KEYS do redis.call('SET', KEYS[i], s) end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
-"""
+""".replace("EPOCH_JUMP", "1000000000")
+
+# One-off clients fail fast: a request may be waiting on them (redis-py retries ten times with
+# backoff by default, seconds on a dead server).
+NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def _direct(kwargs: dict[str, Any], address: tuple[str, int]) -> redis.Redis:
@@ -71,35 +80,62 @@ def _direct(kwargs: dict[str, Any], address: tuple[str, int]) -> redis.Redis:
         password=kwargs.get("password"),
         socket_timeout=kwargs.get("socket_timeout"),
         socket_connect_timeout=kwargs.get("socket_connect_timeout"),
+        retry=NO_RETRY,
     )
 
 
-def primary_fence(kwargs: dict[str, Any], address: tuple[str, int], current: tuple[str, int]) -> bool:
-    """Make a former primary a replica of the current one (or pause its clients); False when it
-    could not be reached (then it serves no one either)."""
+def primary_fence(
+    kwargs: dict[str, Any], address: tuple[str, int], current: tuple[str, int], current_replid: str
+) -> bool:
+    """Make a node that still claims to be primary a replica of ``current`` (or pause its
+    clients). True when it is fenced, dead or already a replica; False when it claims to be
+    primary and could not be fenced. Raises ConnectionError when the node was promoted *from*
+    ``current`` (a Sentinel answering with an out-of-date primary): nothing is fenced then."""
+    if address == current:
+        return True
     client = _direct(kwargs, address)
     try:
+        replication = client.info("replication")
+        if replication.get("role") != "master":
+            return True
+        if replication.get("master_replid2") == current_replid:
+            raise redis.ConnectionError(f"{current[0]}:{current[1]} is older than {address[0]}:{address[1]}")
         try:
             client.execute_command("REPLICAOF", current[0], current[1])
         except redis.ResponseError:  # renamed or forbidden by an ACL
             client.execute_command("CLIENT", "PAUSE", FENCE_MS, "ALL")
         return True
+    except redis.ConnectionError as exc:
+        if "is older than" in str(exc):
+            raise
+        return True  # unreachable: it serves no one either
     except (redis.RedisError, OSError):
+        logger.warning("a former redis primary could not be fenced", extra={"node": f"{address[0]}:{address[1]}"})
         return False
     finally:
         client.close()
 
 
-def primary_adopt(kwargs: dict[str, Any], address: tuple[str, int]) -> bool:
-    """Clear every namespace on a primary whose replication history is not the recorded one;
-    True when this call cleared."""
-    client = _direct(kwargs, address)
+def primary_adopt(
+    kwargs: dict[str, Any], current: tuple[str, int], others: list[tuple[str, int]], *, wait: float
+) -> tuple[bool, bool]:
+    """Steps 1-3 of this module's docstring for ``current``; ``others`` are the nodes that may
+    still act as primary (the previous one, the service's other nodes). Returns (every one of
+    them fenced, the cache cleared). Raises when ``current`` is not a primary (yet)."""
+    client = _direct(kwargs, current)
     try:
         replication = client.info("replication")
         if replication.get("role") != "master":
-            raise redis.ConnectionError(f"{address[0]}:{address[1]} is not a primary yet")
+            raise redis.ConnectionError(f"{current[0]}:{current[1]} is not a primary yet")
+        replid = replication["master_replid"]
+        marker = client.get(replication_marker_key())
+        known = marker.decode() if isinstance(marker, bytes) else marker
+        fenced = True
+        if others and known != replid:
+            fenced = all([primary_fence(kwargs, node, current, replid) for node in dict.fromkeys(others)])
+            time.sleep(wait)  # near-cache leases granted by a former primary run out
         keys = [replication_marker_key(), clock_key(), *(namespace_key(ns) for ns in NAMESPACES)]
-        return bool(client.eval(_EPOCH_LUA, len(keys), *keys, replication["master_replid"]))
+        return fenced, bool(client.eval(_EPOCH_LUA, len(keys), *keys, replid))
     finally:
         client.close()
 
@@ -111,24 +147,36 @@ class _FencingProxy(SentinelConnectionPoolProxy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._change_lock = threading.Lock()
+        self._pid = os.getpid()
 
     def get_master_address(self) -> Any:
         address = self.sentinel_manager.discover_master(self.service_name)
         if self.is_master and self.master_address != address:
-            with self._change_lock:
+            if self._pid != os.getpid():  # a forked child: its parent's lock state means nothing
+                self._change_lock = threading.Lock()
+                self._pid = os.getpid()
+            # One thread adopts; the others fall back to the database meanwhile (never wait).
+            if not self._change_lock.acquire(blocking=False):
+                raise redis.ConnectionError("the redis primary is being adopted")
+            try:
                 if self.master_address != address:
                     self._adopt(self.master_address, address)
+            finally:
+                self._change_lock.release()
         return address
 
     def _adopt(self, previous: tuple[str, int] | None, current: tuple[str, int]) -> None:
         pool = self.connection_pool_ref()
         kwargs = dict(pool.connection_kwargs) if pool is not None else {}
-        fenced = False
-        if previous is not None:
-            fenced = primary_fence(kwargs, previous, current)
-            # Near-cache leases granted by the old primary last half a socket timeout.
-            time.sleep(float(kwargs.get("socket_timeout") or 0.25))
-        cleared = primary_adopt(kwargs, current)  # raises: no connection is made to it
+        # Every node that may still take writes as a primary: the one this process used, and the
+        # service's other nodes (a process that never used one knows no previous primary).
+        others = [previous] if previous is not None else []
+        with contextlib.suppress(redis.RedisError, OSError):  # else the previous primary alone
+            listed = self.sentinel_manager.discover_slaves(self.service_name)
+            others += [(str(host), int(port)) for host, port in listed]
+        others = [node for node in others if node != current]
+        wait = float(kwargs.get("socket_timeout") or 0.25)
+        fenced, cleared = primary_adopt(kwargs, current, others, wait=wait)  # raises: nothing connects
         self.master_address = current
         if pool is not None:
             pool.disconnect(inuse_connections=False)
@@ -138,7 +186,7 @@ class _FencingProxy(SentinelConnectionPoolProxy):
                 extra={
                     "previous": f"{previous[0]}:{previous[1]}" if previous else None,
                     "primary": f"{current[0]}:{current[1]}",
-                    "old_primary_fenced": fenced,
+                    "former_primaries_fenced": fenced,
                     "cache_cleared": cleared,
                 },
             )
@@ -159,6 +207,11 @@ class FencedSentinelConnectionPool(SentinelConnectionPool):
         self.connection_kwargs["connection_pool"] = self.proxy
 
 
+# Listeners to restart in a forked child (a Celery prefork child inherits the parent's store,
+# not its threads).
+_listeners: weakref.WeakSet[SwitchListener] = weakref.WeakSet()
+
+
 class SwitchListener:
     """A thread following Sentinel's ``+switch-master`` for one service: on a switch, the pool
     adopts the new primary at once (fence, wait, clear) instead of at its next error."""
@@ -169,20 +222,33 @@ class SwitchListener:
         self._service = service
         self._timeout = timeout
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="redis-switch-listener", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redis-switch-listener", daemon=True)
         self._thread.start()
+        _listeners.add(self)
 
     def stop(self) -> None:
         self._stop.set()
+        _listeners.discard(self)
 
     def _run(self) -> None:
         index = 0
         while not self._stop.is_set():
             host, port = self._sentinels[index % len(self._sentinels)]
             index += 1
-            client = redis.Redis(host=host, port=port, socket_timeout=None, socket_connect_timeout=self._timeout)
+            # Keepalives and a periodic PING: a Sentinel that vanished without closing is noticed.
+            client = redis.Redis(
+                host=host,
+                port=port,
+                socket_timeout=None,
+                socket_connect_timeout=self._timeout,
+                socket_keepalive=True,
+                health_check_interval=5,
+                retry=NO_RETRY,
+            )
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe("+switch-master")
@@ -200,3 +266,11 @@ class SwitchListener:
             self._pool.get_master_address()
         except (redis.RedisError, OSError):
             logger.warning("redis primary change announced but not adopted yet", exc_info=True)
+
+
+def _restart_listeners_in_child() -> None:
+    for listener in list(_listeners):
+        listener.start()
+
+
+os.register_at_fork(after_in_child=_restart_listeners_in_child)

@@ -12,7 +12,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from cachemgmt.cache.breaker import CircuitBreaker
-from cachemgmt.cache.failover import SwitchListener
+from cachemgmt.cache.failover import NO_RETRY, SwitchListener
 from cachemgmt.cache.keys import (
     NAMESPACES,
     clock_key,
@@ -135,7 +135,9 @@ def _near_pool(timeout: float) -> Any:
     sentinels = getattr(settings, "REDIS_SENTINELS", None)
     common = {"protocol": 3, "socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 0}
     if sentinels:
-        manager = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout})
+        manager = Sentinel(
+            sentinels, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY}
+        )
         return SentinelConnectionPool(settings.REDIS_SENTINEL_SERVICE, manager, db=settings.REDIS_SENTINEL_DB, **common)
     return redis.ConnectionPool.from_url(str(settings.REDIS_URL), **common)
 

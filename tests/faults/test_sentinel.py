@@ -37,7 +37,8 @@ def evalsha_calls(group: SentinelSet, port: int) -> int:
 def test_sentinel_deployment_starts_from_the_environment_alone(postgres, sentinel_group, webs):
     member = MembershipFactory()
     staff = UserFactory(is_staff=True)
-    (web,) = webs(1, workers=1, **sentinel_group.env())
+    # No CELERY_BROKER_URL: the broker is derived from the Sentinels too (kombu's sentinel transport).
+    (web,) = webs(1, workers=1, CELERY_BROKER_URL="", **sentinel_group.env())
     token = http(web.port, "POST", "/api/auth/login", body={"username": member.user.username, "password": PASSWORD})
     assert token.status == 200, token.body
     access = token.json()["access_token"]
@@ -53,6 +54,11 @@ def test_sentinel_deployment_starts_from_the_environment_alone(postgres, sentine
     assert stats["namespaces"]["user_context"]["near_hits"] > 0, "the near cache follows the Sentinel primary"
     health = http(web.port, "GET", "/health").json()
     assert health["checks"]["cache"]["status"] == "ok"
+    assert health["checks"]["broker"]["status"] == "ok", health["checks"]["broker"]
+    queued = http(web.port, "POST", "/api/admin/zones/sync", token=staff_login.json()["access_token"])
+    assert (queued.status, queued.json()["status"]) == (202, "queued")  # sent through the Sentinel broker
+    queue = sentinel_group.server(primary).llen("celery")
+    assert queue >= 1, "the task waits on the primary's queue (no worker runs in this test)"
 
 
 def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs, hardening_report):

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from cachemgmt.cache.failover import NO_RETRY
 from tests.support.processes import RedisServer, free_port, terminate, wait_for_port
 from tests.support.services import service_missing
 
@@ -174,7 +175,7 @@ def use_sentinel(settings: Any, group: SentinelSet, *, timeout: float = 0.25) ->
                 "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
                 "CONNECTION_POOL_CLASS": "cachemgmt.cache.failover.FencedSentinelConnectionPool",
                 "SENTINELS": sentinels,
-                "SENTINEL_KWARGS": {"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                "SENTINEL_KWARGS": {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY},
                 "SOCKET_CONNECT_TIMEOUT": timeout,
                 "SOCKET_TIMEOUT": timeout,
                 "CONNECTION_POOL_KWARGS": {"max_connections": 50, "retry_on_timeout": False},
