@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import dj_database_url
 
@@ -133,6 +134,10 @@ REDIS_URL = env_url("REDIS_URL", ("redis", "rediss", "unix"))
 REDIS_SENTINELS = env_hostports("REDIS_SENTINELS")
 REDIS_SENTINEL_SERVICE = env_str("REDIS_SENTINEL_SERVICE", "mymaster") or "mymaster"
 REDIS_SENTINEL_DB = env_int("REDIS_SENTINEL_DB", 0, minimum=0, maximum=15)
+# Behind Sentinel: the Redis servers' password (with REDIS_URL it is part of the URL), and the
+# Sentinels' own (requirepass on the Sentinels), when they have one.
+REDIS_PASSWORD = env_str("REDIS_PASSWORD")
+REDIS_SENTINEL_PASSWORD = env_str("REDIS_SENTINEL_PASSWORD")
 if REDIS_SENTINELS:
     REDIS_URL = None
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 50, minimum=1, maximum=10_000)
@@ -174,7 +179,9 @@ if REDIS_SENTINELS:
                 "socket_timeout": _redis_timeout,
                 "socket_connect_timeout": _redis_timeout,
                 "retry": NO_RETRY,
+                "password": REDIS_SENTINEL_PASSWORD,
             },
+            "PASSWORD": REDIS_PASSWORD,
         }
     )
 if REDIS_URL or REDIS_SENTINELS:
@@ -224,8 +231,13 @@ ZONES = {
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps"), default=REDIS_URL)
 if CELERY_BROKER_URL is None and REDIS_SENTINELS:
     # kombu's Sentinel transport: the same primary as the cache, found through the Sentinels.
-    CELERY_BROKER_URL = ";".join(f"sentinel://{host}:{port}/{REDIS_SENTINEL_DB}" for host, port in REDIS_SENTINELS)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"master_name": REDIS_SENTINEL_SERVICE}
+    _auth = f":{quote(REDIS_PASSWORD, safe='')}@" if REDIS_PASSWORD else ""
+    CELERY_BROKER_URL = ";".join(
+        f"sentinel://{_auth}{host}:{port}/{REDIS_SENTINEL_DB}" for host, port in REDIS_SENTINELS
+    )
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {"master_name": REDIS_SENTINEL_SERVICE}
+    if REDIS_SENTINEL_PASSWORD:
+        CELERY_BROKER_TRANSPORT_OPTIONS["sentinel_kwargs"] = {"password": REDIS_SENTINEL_PASSWORD}
 CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

@@ -135,10 +135,16 @@ def _near_pool(timeout: float) -> Any:
     sentinels = getattr(settings, "REDIS_SENTINELS", None)
     common = {"protocol": 3, "socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 0}
     if sentinels:
-        manager = Sentinel(
-            sentinels, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY}
+        sentinel_kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY}
+        sentinel_kwargs["password"] = getattr(settings, "REDIS_SENTINEL_PASSWORD", None)
+        manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+        return SentinelConnectionPool(
+            settings.REDIS_SENTINEL_SERVICE,
+            manager,
+            db=settings.REDIS_SENTINEL_DB,
+            password=getattr(settings, "REDIS_PASSWORD", None),
+            **common,
         )
-        return SentinelConnectionPool(settings.REDIS_SENTINEL_SERVICE, manager, db=settings.REDIS_SENTINEL_DB, **common)
     return redis.ConnectionPool.from_url(str(settings.REDIS_URL), **common)
 
 

@@ -47,19 +47,26 @@ class SentinelSet:
     sentinels: list[subprocess.Popen[bytes]] = field(default_factory=list)
     workdir: str = ""
     service: str = ""
+    password: str | None = None
 
     @classmethod
-    def started(cls) -> SentinelSet:
+    def started(cls, *, password: str | None = None) -> SentinelSet:
         binary = shutil.which("redis-server")
         if binary is None:
             service_missing("redis-server is not installed")
-        group = cls(workdir=tempfile.mkdtemp(prefix="sentinel-"), service=f"authctx-{os.getpid()}-{next(_groups)}")
-        primary = RedisServer.started(prefix="sentinel-primary-")
+        group = cls(
+            workdir=tempfile.mkdtemp(prefix="sentinel-"),
+            service=f"authctx-{os.getpid()}-{next(_groups)}",
+            password=password,
+        )
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
+        primary = RedisServer(port=free_port(), workdir=tempfile.mkdtemp(prefix="sentinel-primary-"), extra=auth)
+        primary.start()
         group.servers[primary.port] = primary
         replica = RedisServer(
             port=free_port(),
             workdir=tempfile.mkdtemp(prefix="sentinel-replica-"),
-            extra=["--replicaof", "127.0.0.1", str(primary.port)],
+            extra=["--replicaof", "127.0.0.1", str(primary.port), *auth],
         )
         replica.start()
         group.servers[replica.port] = replica
@@ -75,6 +82,7 @@ class SentinelSet:
                     f"sentinel down-after-milliseconds {group.service} 1000\n"
                     f"sentinel failover-timeout {group.service} 3000\n"
                     f"sentinel parallel-syncs {group.service} 1\n"
+                    + (f"sentinel auth-pass {group.service} {password}\n" if password else "")
                 )
             proc = subprocess.Popen([binary, conf, "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_for_port(port, proc=proc)
@@ -96,7 +104,7 @@ class SentinelSet:
         return None
 
     def server(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=1, decode_responses=True)
+        return redis.Redis(port=port, password=self.password, socket_timeout=1, decode_responses=True)
 
     def replica_ports(self) -> list[int]:
         primary = self.primary_port()
@@ -119,11 +127,14 @@ class SentinelSet:
 
     def env(self) -> dict[str, str]:
         """The environment of a process using this group (instead of ``REDIS_URL``)."""
-        return {
+        env = {
             "REDIS_URL": "",
             "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports),
             "REDIS_SENTINEL_SERVICE": self.service,
         }
+        if self.password:
+            env["REDIS_PASSWORD"] = self.password
+        return env
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -165,6 +176,7 @@ def use_sentinel(settings: Any, group: SentinelSet, *, timeout: float = 0.25) ->
     settings.REDIS_SENTINELS = sentinels
     settings.REDIS_SENTINEL_SERVICE = group.service
     settings.REDIS_SENTINEL_DB = 0
+    settings.REDIS_PASSWORD = group.password
     settings.CACHES = {
         "default": {
             **settings.CACHES["default"],
@@ -178,6 +190,7 @@ def use_sentinel(settings: Any, group: SentinelSet, *, timeout: float = 0.25) ->
                 "SENTINEL_KWARGS": {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY},
                 "SOCKET_CONNECT_TIMEOUT": timeout,
                 "SOCKET_TIMEOUT": timeout,
+                "PASSWORD": group.password,
                 "CONNECTION_POOL_KWARGS": {"max_connections": 50, "retry_on_timeout": False},
             },
         }
