@@ -118,3 +118,20 @@ def env_hostports(name: str) -> list[tuple[str, int]]:
             raise EnvError(f"{name}: expected host:port pairs separated by commas, got {item!r}")
         pairs.append((host.strip("[]"), int(port)))
     return pairs
+
+
+def env_origins(name: str) -> list[str]:
+    """``scheme://host[:port],…`` (browser origins, no path), or ``*`` alone; empty when unset."""
+    origins = env_list(name, "")
+    if origins == ["*"]:
+        return origins
+    for origin in origins:
+        parsed = urlparse(origin)
+        if (
+            parsed.scheme not in {"http", "https"}
+            or not parsed.hostname
+            or parsed.path not in {"", "/"}
+            or "*" in origin
+        ):
+            raise EnvError(f"{name}: expected origins like https://app.example.com (or * alone), got {origin!r}")
+    return [origin.rstrip("/") for origin in origins]

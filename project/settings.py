@@ -19,6 +19,7 @@ from project.env import (
     env_int,
     env_list,
     env_networks,
+    env_origins,
     env_signing_keys,
     env_str,
     env_url,
@@ -48,8 +49,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pgtrigger",
     "accounts",
     "zones",
@@ -58,6 +61,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "cachemgmt.middleware.RequestLogMiddleware",
+    # Browser apps on other origins (CORS_ALLOWED_ORIGINS): preflights answered here, first.
+    "corsheaders.middleware.CorsMiddleware",
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Sessions, the session user and messages serve the admin and the staff endpoints' session
@@ -76,7 +81,8 @@ WSGI_APPLICATION = "project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Overrides of installed apps' templates (the documentation pages without web fonts).
+        "DIRS": [BASE_DIR / "project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -227,6 +233,15 @@ ZONES = {
     "BIGQUERY_API_ENDPOINT": env_url("BIGQUERY_API_ENDPOINT", ("http", "https")),
 }
 
+# --- CORS (django-cors-headers): the API only, no origin unless listed ----------------
+_cors_origins = env_origins("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = _cors_origins == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _cors_origins
+# Bearer tokens need no cookies: credentials are never allowed, for "*" or any origin.
+CORS_ALLOW_CREDENTIALS = False
+CORS_URLS_REGEX = r"^/(api/|health)"
+CORS_EXPOSE_HEADERS = ["Retry-After", "WWW-Authenticate"]
+
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps"), default=REDIS_URL)
 if CELERY_BROKER_URL is None and REDIS_SENTINELS:
@@ -299,6 +314,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # The schema is public: a stale or revoked token sent along must not turn it into a 401.
     "SERVE_AUTHENTICATION": [],
+    # Operations grouped by what follows /api/ (auth, admin, me, ...).
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    # Swagger UI and Redoc from the installed sidecar package, served as static files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Swagger UI keeps the bearer token across reloads of the page.
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
 }
 
 # Bodies larger than this are refused with 413 before parsing.

@@ -1,4 +1,4 @@
-"""URL routes: the API under /api/, the admin, health."""
+"""URL routes: the API under /api/ (with its schema and documentation pages), the admin, health."""
 
 from django.conf import settings
 from django.contrib import admin
@@ -6,12 +6,17 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from project.docs import RedocDocsView, SwaggerDocsView
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("accounts.urls")),
     path("api/", include("cachemgmt.urls")),
     path("api/", include("zones.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Interactive documentation on that schema, its assets from drf-spectacular-sidecar (no CDN).
+    path("api/docs/", SwaggerDocsView.as_view(url_name="schema"), name="api-docs"),
+    path("api/redoc/", RedocDocsView.as_view(url_name="schema"), name="api-redoc"),
     path("", include("cachemgmt.urls_ops")),
 ]
 

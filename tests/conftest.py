@@ -5,6 +5,7 @@ The helpers behind them live in ``tests/support``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from rest_framework.test import APIClient
 
 from cachemgmt import cache
 from tests.support.bigquery import TABLE, FakeBigQuery
+from tests.support.browser import CHROMIUM
 from tests.support.processes import (
     RedisServer,
     WebProcess,
@@ -45,6 +47,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminal_summary(terminalreporter)
+
+
+@pytest.fixture
+def chromium() -> None:
+    """Debian's Chromium (``tests.support.browser.chromium_page`` drives it)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        service_missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
 
 
 @pytest.fixture

@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
 
 import pytest
 from django.test import Client
 
 from cachemgmt.models import CacheAuditEntry
 from tests.factories import PASSWORD, UserFactory
-from tests.support.services import service_missing
+from tests.support.browser import chromium_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def chromium() -> None:
-    if not os.access(CHROMIUM, os.X_OK):
-        service_missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
-
-
-@contextmanager
-def chromium_page() -> Iterator[Any]:
-    """A page of Debian's Chromium driven by Playwright (never a browser Playwright downloads).
-
-    Playwright's sync API runs an event loop in this thread: no ORM call while it is open.
-    """
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            yield page
-        finally:
-            browser.close()
 
 
 @pytest.fixture
