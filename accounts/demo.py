@@ -33,7 +33,7 @@ ADMIN_USERNAME = "admin"
 @dataclass(frozen=True)
 class DemoCredentials:
     username: str
-    password: str
+    password: str | None  # None: an existing user, left as it was
     organization: str
     role: str
 
@@ -47,8 +47,10 @@ def _permissions(codes: list[str]) -> list[Permission]:
 
 
 @transaction.atomic
-def demo_seed(*, users: int, password: str) -> list[DemoCredentials]:
-    """Create or refresh the demo rows; passwords are reset to ``password`` each run."""
+def demo_seed(*, users: int, password: str, reset_existing: bool = False) -> list[DemoCredentials]:
+    """Create the demo rows that are missing. An existing user of a demo name is left as it is
+    (password, status, membership) unless ``reset_existing``: then it becomes the demo user again,
+    with ``password``."""
     organizations = [
         Organization.objects.update_or_create(slug=slug, defaults={"name": name, "is_active": True})[0]
         for slug, name in ORGANIZATIONS
@@ -71,7 +73,10 @@ def demo_seed(*, users: int, password: str) -> list[DemoCredentials]:
             )
         )
     for username, staff, organization, role in specs:
-        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.com"})
+        if not created and not reset_existing:
+            credentials.append(DemoCredentials(username, None, organization.slug, role.name))
+            continue
         user.email = f"{username}@example.com"
         user.is_staff = staff
         user.is_superuser = staff

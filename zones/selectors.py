@@ -169,3 +169,8 @@ def zone_snapshot_health(now: Callable[[], datetime]) -> dict[str, Any]:
     if age > limit:
         raise Degraded({"age_seconds": age, "detail": f"last successful sync older than {limit:.0f}s"})
     return {"age_seconds": age}
+
+
+def zone_snapshot_exists() -> bool:
+    """Whether a sync ever succeeded or any mapping is held (a snapshot someone may rely on)."""
+    return ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK).exists() or ZoneAssignment.objects.exists()

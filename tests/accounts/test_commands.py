@@ -16,7 +16,8 @@ from tests.support.services import ROOT
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_seed_demo_prints_credentials_and_is_idempotent():
+def test_seed_demo_prints_credentials_and_is_idempotent(settings):
+    settings.DEBUG = True
     out = StringIO()
     call_command("seed_demo", "--users", "4", "--password", "pw-for-demo-1", stdout=out)
     text = out.getvalue()
@@ -30,9 +31,42 @@ def test_seed_demo_prints_credentials_and_is_idempotent():
 
 
 @pytest.mark.parametrize("args", [["--users", "-1"], ["--password", "short"]])
-def test_seed_demo_refuses_bad_arguments(args):
+def test_seed_demo_refuses_bad_arguments(args, settings):
+    settings.DEBUG = True
     with pytest.raises(CommandError):
         call_command("seed_demo", *args, stdout=StringIO())
+
+
+def test_seed_demo_refuses_to_run_with_debug_off_unless_told(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=1 only"):
+        call_command("seed_demo", stdout=StringIO())
+    assert not User.objects.exists()
+    call_command("seed_demo", "--users", "1", "--allow-production", stdout=StringIO())
+    assert User.objects.filter(username="admin").exists()
+
+
+def test_seed_demo_never_changes_an_existing_user_or_snapshot_without_a_flag(settings):
+    from tests.factories import UserFactory
+    from zones.models import ZoneAssignment, ZoneSyncRun
+
+    settings.DEBUG = True
+    owner = UserFactory(username="admin", is_staff=False, is_superuser=False)
+    owner.set_password("the owner's own password")
+    owner.save()
+    call_command("seed_demo", "--users", "1", stdout=StringIO())  # a first snapshot is synced
+    runs = ZoneSyncRun.objects.count()
+    out = StringIO()
+    call_command("seed_demo", "--users", "1", stdout=out)
+    owner.refresh_from_db()
+    assert owner.check_password("the owner's own password") and not owner.is_superuser
+    assert "admin        (existing user: left unchanged)" in out.getvalue()
+    assert "an existing snapshot is kept" in out.getvalue() and ZoneSyncRun.objects.count() == runs
+    assignments = ZoneAssignment.objects.count()
+    call_command("seed_demo", "--users", "1", "--reset-existing", "--replace-zones", stdout=StringIO())
+    owner.refresh_from_db()
+    assert owner.check_password("demo-pass-2026") and owner.is_superuser
+    assert ZoneSyncRun.objects.count() == runs + 1 and ZoneAssignment.objects.count() == assignments
 
 
 @pytest.mark.parametrize(
