@@ -1,4 +1,4 @@
-"""Readiness checks of the database, cache, broker and zones snapshot, run concurrently under one deadline.
+"""Readiness checks (database, migrations, cache, broker, carrier, zones), run concurrently under one deadline.
 
 Each check runs in its own daemon thread; whatever has not answered by the deadline is
 reported as ``timeout`` and left to finish (or fail) on its own, so a hanging dependency
@@ -74,6 +74,26 @@ def _broker() -> dict[str, Any]:
     return {}
 
 
+# Once every migration is applied it stays so for the life of the process (a deploy that adds
+# migrations starts new processes): the migration graph is loaded until then, not after.
+_migrations_applied = False
+
+
+def _migrations() -> dict[str, Any]:
+    global _migrations_applied
+    if _migrations_applied:
+        return {"unapplied": 0}
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections["default"])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        names = [f"{migration.app_label}.{migration.name}" for migration, _ in plan[:5]]
+        raise Degraded({"unapplied": len(plan), "detail": "unapplied migrations: " + ", ".join(names)})
+    _migrations_applied = True
+    return {"unapplied": 0}
+
+
 def _carrier() -> dict[str, Any]:
     report = carrier_report()
     if report["role"] == "off":
@@ -123,6 +143,7 @@ def health_check(*, deadline: float = DEADLINE_SECONDS, now: Callable[[], Any] =
         "cache": (_cache, False),
         "broker": (_broker, False),
         "carrier": (_carrier, True),
+        "migrations": (_migrations, True),
     }
     for name, (registered, uses_database) in hooks.health_checks().items():
         checks[name] = (functools.partial(registered, now), uses_database)

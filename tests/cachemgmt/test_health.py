@@ -14,7 +14,7 @@ from django.utils import timezone
 from cachemgmt import cache, health
 from zones.models import ZoneSyncRun
 
-CHECKS = {"database", "cache", "broker", "carrier", "zones"}
+CHECKS = {"database", "migrations", "cache", "broker", "carrier", "zones"}
 
 
 def sync_run(age: timedelta, status: str = "ok") -> ZoneSyncRun:
@@ -168,3 +168,22 @@ def test_health_checks_the_configured_broker(client, settings, redis_cache):
 
     assert body["checks"]["broker"]["status"] == "ok"
     assert body["status"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unapplied_migrations_degrade_readiness(client, monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setattr(health, "_migrations_applied", False)
+    call_command("migrate", "cachemgmt", "0001", verbosity=0)  # the newest cachemgmt migration undone
+    try:
+        body = client.get("/health").json()
+        assert body["status"] == "degraded"
+        migrations = body["checks"]["migrations"]
+        assert migrations["status"] == "degraded" and migrations["unapplied"] >= 1
+        assert "cachemgmt.0002" in migrations["detail"]
+    finally:
+        call_command("migrate", verbosity=0)
+    body = client.get("/health").json()
+    assert body["checks"]["migrations"] == {"status": "ok", "latency_ms": body["checks"]["migrations"]["latency_ms"],
+                                            "unapplied": 0}  # fmt: skip

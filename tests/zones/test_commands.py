@@ -27,6 +27,22 @@ def test_sync_zones_prints_rows_skipped_and_duration(organizations):
     assert ZoneSyncRun.objects.get().status == "ok"
 
 
+def test_a_sync_skipped_because_another_runs_says_so_and_succeeds(organizations):
+    from cachemgmt import cache
+    from zones.services import SYNC_LOCK
+
+    organizations("acme")
+    token = cache.lock_acquire(SYNC_LOCK, ttl=60)  # another sync is running
+    assert token is not None
+    try:
+        out = io.StringIO()
+        call_command("sync_zones", stdout=out)  # no CommandError: exit status 0
+    finally:
+        cache.lock_release(SYNC_LOCK, token)
+    assert out.getvalue().startswith("zone sync skipped: another zone sync is running")
+    assert not ZoneSyncRun.objects.exists()
+
+
 def test_sync_zones_lists_skipped_rows_by_reason(bigquery, organizations):
     organizations("a")
     bigquery.rows = [("a", f"Z{i}", "Zone") for i in range(20)] + [("nobody", "Z1", "Zone")]

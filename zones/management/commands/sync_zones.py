@@ -21,7 +21,9 @@ class Command(BaseCommand):
         except Exception as exc:  # one clear line, whatever went wrong
             raise CommandError(f"zone sync failed: {type(exc).__name__}: {exc}") from exc
         if outcome.status == "skipped":
-            raise CommandError(f"zone sync not run: {outcome.error}")
+            # Not a failure: another sync holds the lock and is doing the work.
+            self.stdout.write(f"zone sync skipped: {outcome.error}")
+            return
         if not outcome.ok:
             raise CommandError(f"zone sync failed (run {outcome.run_id}): {outcome.error}")
         self.stdout.write(
