@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ContextUser
+from accounts.metrics import LOGINS, REFRESHES
 from accounts.selectors import session_list, session_of_user
 from accounts.serializers import (
     LoginInputSerializer,
@@ -78,9 +79,12 @@ class LoginApi(APIView):
                 device=data["device"].strip() or request.META.get("HTTP_USER_AGENT", "")[:1000],
             )
         except LoginThrottled as exc:
+            LOGINS.labels("throttled").inc()
             raise Throttled(wait=exc.retry_after, detail="Too many failed login attempts.") from None
         except LoginFailed as exc:
+            LOGINS.labels("failed").inc()
             raise AuthenticationFailed(str(exc), code="invalid_credentials") from None
+        LOGINS.labels("succeeded").inc()
         return Response(_issued_body(issued), headers=_NO_STORE)
 
     def get_authenticate_header(self, request: Request) -> str:
@@ -111,12 +115,15 @@ class RefreshApi(APIView):
         try:
             attempt = refresh_attempt_reserve(address=client_address(request))
         except LoginThrottled as exc:
+            REFRESHES.labels("throttled").inc()
             raise Throttled(wait=exc.retry_after, detail="Too many failed refreshes.") from None
         try:
             issued = session_refresh(refresh_token=serializer.validated_data["refresh_token"])
         except RefreshRefused as exc:
+            REFRESHES.labels(exc.code).inc()
             raise AuthenticationFailed(str(exc), code=exc.code) from None
         attempt.succeeded()
+        REFRESHES.labels("succeeded").inc()
         return Response(_issued_body(issued), headers=_NO_STORE)
 
     def get_authenticate_header(self, request: Request) -> str:

@@ -1,4 +1,4 @@
-"""Where the apps above plug into the operations layer: readiness checks, statistics details, the sync button.
+"""Where the apps above plug into the operations layer: readiness checks, statistics, metrics, the sync button.
 
 cachemgmt sits below accounts and zones and never imports them; zones registers its pieces
 from ``ZonesConfig.ready()``.
@@ -16,6 +16,8 @@ _health_checks: dict[str, tuple[HealthCheck, bool]] = {}
 _namespace_details: dict[str, Callable[[], dict[str, Any]]] = {}
 # (actor, source) -> outcome: the admin Cache page's "run a zone sync" button
 _sync_starter: list[Callable[..., dict[str, Any]]] = []
+# Prometheus collectors of the apps above, read at scrape time by /metrics
+_metrics_collectors: list[Any] = []
 
 
 def health_check_register(name: str, check: HealthCheck, *, uses_database: bool) -> None:
@@ -41,3 +43,13 @@ def sync_starter_register(start: Callable[..., dict[str, Any]]) -> None:
 
 def sync_starter() -> Callable[..., dict[str, Any]] | None:
     return _sync_starter[0] if _sync_starter else None
+
+
+def metrics_collector_register(collector: Any) -> None:
+    """A ``prometheus_client`` collector whose families /metrics exports (read at scrape time)."""
+    if collector not in _metrics_collectors:
+        _metrics_collectors.append(collector)
+
+
+def metrics_collectors() -> list[Any]:
+    return list(_metrics_collectors)

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from cachemgmt import cache
+from cachemgmt import cache, hooks
 from cachemgmt.carrier import carrier_report
 
 logger = logging.getLogger("cachemgmt.metrics")
@@ -31,8 +31,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 REQUEST_LATENCY = Histogram(
     "http_request_duration_seconds",
-    "Time spent answering HTTP requests, by view and status.",
-    ["view", "status"],
+    "Time spent answering HTTP requests, by method, view and status.",
+    ["method", "view", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
@@ -41,11 +41,16 @@ _COUNTERS = (
     ("misses", "Lookups that went to the database."),
     ("fills", "Entries stored after a miss."),
     ("invalidations", "Dependency bumps (each defeats every entry built from that dependency)."),
+    ("near_hits", "Hits served from a process's near cache, without a Redis round trip."),
 )
 
 
-def request_observe(*, view: str, status: int, seconds: float) -> None:
-    REQUEST_LATENCY.labels(view, str(status)).observe(seconds)
+# Methods a client may send are unbounded: others share one label value.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request_observe(*, method: str, view: str, status: int, seconds: float) -> None:
+    REQUEST_LATENCY.labels(method if method in _METHODS else "other", view, str(status)).observe(seconds)
 
 
 class CacheStatsCollector(Collector):
@@ -91,6 +96,9 @@ _carrier_collector = CarrierCollector()
 REGISTRY.register(_carrier_collector)
 
 
+_registered_hooks: set[int] = set()
+
+
 def _registry() -> Any:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -99,7 +107,13 @@ def _registry() -> Any:
         multiprocess.MultiProcessCollector(registry)
         registry.register(_cache_collector)
         registry.register(_carrier_collector)
+        for collector in hooks.metrics_collectors():
+            registry.register(collector)
         return registry
+    for collector in hooks.metrics_collectors():
+        if id(collector) not in _registered_hooks:
+            REGISTRY.register(collector)
+            _registered_hooks.add(id(collector))
     return REGISTRY
 
 

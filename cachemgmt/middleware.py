@@ -51,7 +51,7 @@ class RequestLogMiddleware:
             response[request_context.REQUEST_ID_HEADER] = request_id
             match = request.resolver_match
             view = match.view_name if match is not None else "unmatched"
-            request_observe(view=view, status=response.status_code, seconds=seconds)
+            request_observe(method=request.method or "", view=view, status=response.status_code, seconds=seconds)
             logger.log(
                 logging.ERROR if response.status_code >= 500 else logging.INFO,
                 "request",

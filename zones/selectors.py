@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import Count
 from django.utils import timezone
 
 from cachemgmt import cache
@@ -174,3 +175,9 @@ def zone_snapshot_health(now: Callable[[], datetime]) -> dict[str, Any]:
 def zone_snapshot_exists() -> bool:
     """Whether a sync ever succeeded or any mapping is held (a snapshot someone may rely on)."""
     return ZoneSyncRun.objects.filter(status=ZoneSyncRun.Status.OK).exists() or ZoneAssignment.objects.exists()
+
+
+def zone_sync_counts() -> dict[str, int]:
+    """Recorded syncs by status (one grouped query)."""
+    rows = ZoneSyncRun.objects.order_by().values_list("status").annotate(n=Count("id"))
+    return {str(status): int(n) for status, n in rows}

@@ -1,4 +1,4 @@
-"""Prometheus metrics: request latency by view and status, shared cache counters per namespace."""
+"""Prometheus metrics: request latency by method, view and status; cache counters; syncs and logins by outcome."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def test_metrics_count_requests_by_view_and_status_and_cache_lookups_by_namespac
     assert sample_value(families["authctx_cache_up"], "authctx_cache_up") == 1
 
 
+@pytest.mark.django_db  # a scrape counts zone syncs in the database
 def test_metrics_label_unmatched_paths_without_the_path_itself(client):
     client.get("/no/such/path/12345")
     text = client.get("/metrics").content.decode()
@@ -62,6 +63,59 @@ def test_metrics_label_unmatched_paths_without_the_path_itself(client):
     assert "12345" not in text
 
 
+@pytest.mark.django_db
 def test_metrics_refuse_writes(client):
     assert client.post("/metrics").status_code == 405
     assert re.search(r"^# TYPE http_request_duration_seconds histogram$", client.get("/metrics").content.decode(), re.M)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_are_labelled_by_method_and_odd_methods_share_one_label(client):
+    client.generic("BREW", "/api/me")
+    client.options("/api/me")
+    latency = scrape(client)["http_request_duration_seconds"]
+    assert sample_value(latency, "http_request_duration_seconds_count", method="OPTIONS", view="me") >= 1
+    assert sample_value(latency, "http_request_duration_seconds_count", method="other", view="me") >= 1
+    assert not any(s.labels.get("method") == "BREW" for s in latency)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_near_cache_hits_zone_syncs_and_logins_are_counted(client, settings):
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from tests.factories import PASSWORD
+    from zones.models import ZoneSyncRun
+
+    now = timezone.now()
+    ZoneSyncRun.objects.create(started_at=now, finished_at=now, source="fixture", status="ok")
+    ZoneSyncRun.objects.create(started_at=now, finished_at=now, source="fixture", status="failed", error="x")
+    user = UserFactory()
+    api = APIClient()
+    before = scrape(client)
+
+    def logins(samples, outcome: str) -> float:
+        try:
+            return sample_value(samples, "authctx_logins_total", outcome=outcome)
+        except AssertionError:
+            return 0.0
+
+    succeeded = logins(before.get("authctx_logins", []), "succeeded")
+    failed = logins(before.get("authctx_logins", []), "failed")
+    assert (
+        api.post("/api/auth/login", {"username": user.username, "password": PASSWORD}, format="json").status_code == 200
+    )
+    assert (
+        api.post("/api/auth/login", {"username": user.username, "password": "wrong"}, format="json").status_code == 401
+    )
+
+    families = scrape(client)
+    assert logins(families["authctx_logins"], "succeeded") == succeeded + 1
+    assert logins(families["authctx_logins"], "failed") == failed + 1
+    syncs = families["authctx_zone_syncs"]
+    assert sample_value(syncs, "authctx_zone_syncs_total", outcome="ok") == 1
+    assert sample_value(syncs, "authctx_zone_syncs_total", outcome="failed") == 1
+    near = families["authctx_cache_near_hits"]
+    assert sample_value(near, "authctx_cache_near_hits_total", namespace="user_context") == cache.stats_read(
+        "user_context"
+    ).get("near_hits", 0)
