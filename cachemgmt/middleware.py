@@ -1,13 +1,19 @@
-"""One structured access log line and one latency observation per request, under a request id."""
+"""One structured access log line and one latency observation per request, under a request id.
+
+It is the only line a failed request writes: Django's own ``django.request`` lines (a warning
+per 4xx, an error per 5xx) are off in the settings, and a 5xx's traceback is carried here.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
+from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
@@ -29,6 +35,18 @@ def _user_id(request: HttpRequest) -> int | None:
     if not getattr(user, "is_authenticated", False):
         return None
     return getattr(user, "pk", None)
+
+
+_EXCEPTION_ATTR = "_authctx_exception"
+
+
+def _remember_exception(sender: Any, request: HttpRequest | None = None, **_: Any) -> None:
+    """Keep an unhandled exception for the request's one log line (``got_request_exception``)."""
+    if request is not None:
+        request.__dict__[_EXCEPTION_ATTR] = sys.exc_info()
+
+
+got_request_exception.connect(_remember_exception, dispatch_uid="cachemgmt-access-log-exception")
 
 
 class RequestLogMiddleware:
@@ -55,6 +73,8 @@ class RequestLogMiddleware:
             logger.log(
                 logging.ERROR if response.status_code >= 500 else logging.INFO,
                 "request",
+                # A server error's traceback rides on this line (django.request stays quiet).
+                exc_info=request.__dict__.pop(_EXCEPTION_ATTR, None),
                 extra={
                     "method": request.method,
                     "path": request.path,

@@ -354,6 +354,9 @@ LOGGING = {
     "root": {"handlers": ["default"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # The access log line (cachemgmt.middleware) is the one line per request, 4xx and 5xx
+        # included, a 5xx with its traceback: Django's own second line is not written.
+        "django.request": {"level": "CRITICAL", "propagate": True},
     },
 }
 

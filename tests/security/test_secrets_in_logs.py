@@ -53,11 +53,42 @@ def assert_no_secret(text: str, *secrets: str) -> None:
 
 
 def test_a_query_string_with_a_token_and_a_password(production_log, token):
-    response = APIClient().get("/api/me", {"access_token": token, "password": PASSWORD, "refresh_token": "r" * 40})
+    query = {"access_token": token, "password": PASSWORD, "refresh_token": "r" * 40}
+    response = APIClient().get("/api/me", query)
     assert response.status_code == 401
+    # A library logging the request (its repr carries the query string), as Django's
+    # django.request did before the access line became the only one.
+    logging.getLogger("thirdparty.web").warning("Unauthorized: %r", response.wsgi_request)
     text = production_log.getvalue()
-    assert "Unauthorized" in text and "WSGIRequest" in text  # django.request logged the request's repr
+    assert "Unauthorized" in text and "WSGIRequest" in text
     assert_no_secret(text, token, PASSWORD.replace(" ", "+"), PASSWORD.replace(" ", "%20"), "r" * 40)
+
+
+def test_a_failed_request_writes_one_line_and_a_server_error_carries_its_traceback(production_log, monkeypatch):
+    import json
+
+    from accounts import apis
+
+    APIClient().get("/api/me")  # 401
+    lines = [json.loads(line) for line in production_log.getvalue().splitlines() if line.startswith("{")]
+    assert [line["event"] for line in lines if line.get("path") == "/api/me" or "Unauthorized" in line["event"]] == [
+        "request"
+    ]
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("kaboom with password=hunter2-secret")
+
+    monkeypatch.setattr(apis.MeApi, "get", boom)
+    production_log.seek(0)
+    production_log.truncate()
+    user = MembershipFactory().user
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(user=user)
+    assert client.get("/api/me").status_code == 500
+    lines = [json.loads(line) for line in production_log.getvalue().splitlines() if line.startswith("{")]
+    failed = [line for line in lines if line.get("status") == 500 or "Internal Server Error" in line["event"]]
+    assert len(failed) == 1 and failed[0]["event"] == "request" and failed[0]["level"] == "error"
+    assert "RuntimeError" in failed[0]["exception"] and "hunter2-secret" not in production_log.getvalue()
 
 
 def test_headers_logged_by_any_logger(production_log, token):
