@@ -98,8 +98,13 @@ FOREIGN_PRE_CHAIN: list[Any] = [
 
 def _renderer() -> Any:
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
 
-    if getattr(settings, "LOG_FORMAT", "json") == "console":
+    try:
+        console = getattr(settings, "LOG_FORMAT", "json") == "console"
+    except ImproperlyConfigured:  # a bad setting is being reported: JSON meanwhile
+        return structlog.processors.JSONRenderer()
+    if console:
         return structlog.dev.ConsoleRenderer(colors=False)
     return structlog.processors.JSONRenderer()
 
@@ -112,7 +117,12 @@ class _LazyRenderer:
 
     def inner(self) -> Any:
         if self._inner is None:
-            self._inner = _renderer()
+            from django.conf import settings
+
+            chosen = _renderer()
+            if settings.configured:  # decided from the settings: keep it
+                self._inner = chosen
+            return chosen
         return self._inner
 
     def __call__(self, logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> Any:

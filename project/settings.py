@@ -354,6 +354,9 @@ LOGGING = {
     "root": {"handlers": ["default"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        # Connection failures are reported once by whoever needed the connection (a 503, the
+        # health check, a command's one line), not once per attempt of the pool's workers.
+        "psycopg.pool": {"level": "ERROR"},
         # The access log line (cachemgmt.middleware) is the one line per request, 4xx and 5xx
         # included, a 5xx with its traceback: Django's own second line is not written.
         "django.request": {"level": "CRITICAL", "propagate": True},

@@ -11,4 +11,4 @@ echo
 echo "Serving on http://127.0.0.1:${PORT}  (admin: /admin/, API: /api/)"
 echo "Try: curl -s -XPOST localhost:${PORT}/api/auth/login -H 'Content-Type: application/json' \\"
 echo "       -d '{\"username\": \"user1\", \"password\": \"demo-pass-2026\"}'"
-exec .venv/bin/python -m gunicorn project.wsgi --bind "127.0.0.1:${PORT}" --workers 1 --threads 4 --access-logfile -
+exec .venv/bin/python -m gunicorn project.wsgi --bind "127.0.0.1:${PORT}" --workers 1 --threads 4
