@@ -97,4 +97,7 @@ class LiveSerializer(serializers.Serializer):
 
 
 class DetailSerializer(serializers.Serializer):
-    detail = serializers.CharField()
+    """Every error answer that is not a list of field errors."""
+
+    detail = serializers.CharField(help_text="For people; may change.")
+    code = serializers.CharField(help_text="Stable, for programs: token_expired, refresh_reused, throttled, ...")

@@ -18,7 +18,9 @@ class BodySizeLimitMiddleware:
         try:
             length = int(raw)
         except ValueError:
-            return JsonResponse({"detail": "Invalid Content-Length header."}, status=400)
+            return JsonResponse({"detail": "Invalid Content-Length header.", "code": "invalid"}, status=400)
         if limit is not None and length > limit:
-            return JsonResponse({"detail": f"Request body too large (limit {limit} bytes)."}, status=413)
+            return JsonResponse(
+                {"detail": f"Request body too large (limit {limit} bytes).", "code": "payload_too_large"}, status=413
+            )
         return self.get_response(request)

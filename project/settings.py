@@ -314,6 +314,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # The schema is public: a stale or revoked token sent along must not turn it into a 401.
     "SERVE_AUTHENTICATION": [],
+    # Every operation also documents the answers any request may get (503, 406, 413, 415).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "project.schema.add_common_errors",
+    ],
     # Operations grouped by what follows /api/ (auth, admin, me, ...).
     "SCHEMA_PATH_PREFIX": r"/api/",
     # Swagger UI and Redoc from the installed sidecar package, served as static files.

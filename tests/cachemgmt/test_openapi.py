@@ -16,13 +16,18 @@ from tests.support.tokens import access_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+COMMON = {"503", "406"}
+WITH_BODY = COMMON | {"413", "415"}
 DOCUMENTED = {
-    "/api/auth/login": {"post": {"200", "400", "401", "429"}},
-    "/api/auth/logout": {"post": {"204", "400", "401"}},
-    "/api/me": {"get": {"200", "401"}},
-    "/api/admin/cache/stats": {"get": {"200", "401", "403"}},
-    "/api/admin/cache/clear": {"post": {"200", "400", "401", "403"}},
-    "/api/admin/zones/sync": {"post": {"202", "401", "403"}},
+    "/api/auth/login": {"post": {"200", "400", "401", "429"} | WITH_BODY},
+    "/api/auth/refresh": {"post": {"200", "400", "401", "429"} | WITH_BODY},
+    "/api/auth/sessions": {"get": {"200", "401"} | COMMON},
+    "/api/auth/sessions/{session_id}": {"delete": {"204", "401", "404"} | COMMON},
+    "/api/auth/logout": {"post": {"204", "400", "401"} | WITH_BODY},
+    "/api/me": {"get": {"200", "401"} | COMMON},
+    "/api/admin/cache/stats": {"get": {"200", "401", "403"} | COMMON},
+    "/api/admin/cache/clear": {"post": {"200", "400", "401", "403"} | WITH_BODY},
+    "/api/admin/zones/sync": {"post": {"200", "202", "401", "403"} | COMMON},
     "/health": {"get": {"200", "503"}},
     "/health/live": {"get": {"200"}},
 }
@@ -39,6 +44,12 @@ def test_schema_documents_every_endpoint_with_its_error_responses(client):
         for method, statuses in operations.items():
             documented = set(schema["paths"][path][method]["responses"])
             assert statuses <= documented, (path, method, documented)
+    assert schema["paths"]["/api/me"]["get"]["responses"]["503"]["headers"]["Retry-After"]["schema"] == {
+        "type": "integer"
+    }
+    assert set(schema["components"]["schemas"]["Detail"]["properties"]) == {"detail", "code"}
+    sync = schema["paths"]["/api/admin/zones/sync"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert len(schema["components"]["schemas"][sync["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]) == 17
     assert schema["components"]["securitySchemes"]["bearerAuth"] == {
         "type": "http",
         "scheme": "bearer",
