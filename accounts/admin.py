@@ -13,7 +13,7 @@ from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group, Permission
 from django.core.exceptions import PermissionDenied
-from django.db.models import Model
+from django.db.models import Model, OuterRef, Subquery
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 from django.utils.formats import date_format
@@ -118,9 +118,36 @@ _SESSION_COLUMNS = ("device", "address", "signed in", "last used", "expires", "s
 @admin.register(User)
 class UserAdmin(AuditedDeleteMixin, BaseUserAdmin):
     inlines = [ProfileInline, MembershipInline]
-    list_display = ("username", "email", "is_active", "is_staff", "is_superuser")
+    list_display = ("username", "email", "organization", "role", "is_active", "is_staff", "is_superuser")
     list_select_related = ("profile",)
+    list_filter = (
+        ("memberships__organization", admin.RelatedOnlyFieldListFilter),
+        ("memberships__role", admin.RelatedOnlyFieldListFilter),
+        "is_staff",
+        "is_superuser",
+        "is_active",
+    )
     actions = ["sign_out_everywhere"]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        """The active membership's organization and role, one subquery each (no query per row)."""
+        active = Membership.objects.filter(user=OuterRef("pk"), is_active=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                organization_name=Subquery(active.values("organization__name")[:1]),
+                role_name=Subquery(active.values("role__name")[:1]),
+            )
+        )
+
+    @admin.display(description="organization", ordering="organization_name")
+    def organization(self, obj: Any) -> str:
+        return obj.organization_name or "-"
+
+    @admin.display(description="role", ordering="role_name")
+    def role(self, obj: Any) -> str:
+        return obj.role_name or "-"
 
     @admin.action(description="Sign out everywhere (end every session)", permissions=["change"])
     def sign_out_everywhere(self, request: HttpRequest, queryset: Any) -> None:
@@ -311,7 +338,8 @@ class OrganizationAdmin(AuditedDeleteMixin, admin.ModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(AuditedDeleteMixin, LeastPrivilegeMembershipMixin, admin.ModelAdmin):
     list_display = ("user", "organization", "role", "is_active", "created_at")
-    list_filter = ("is_active", "role")
+    list_filter = ("is_active", "role", "organization")
+    search_fields = ("user__username", "user__email", "organization__name", "organization__slug", "role__name")
     list_select_related = ("user", "organization", "role")
     autocomplete_fields = ["user", "organization", "role"]
 

@@ -87,7 +87,8 @@ class Membership(models.Model):
         triggers = capture(kind="user", column="user_id")
 
     def __str__(self) -> str:
-        return f"{self.user_id} in {self.organization_id} as {self.role_id}"
+        # Readable in the admin; its lists load user, organization and role with the membership.
+        return f"{self.user.get_username()} in {self.organization.name} as {self.role.name}"
 
     # Not a field: the user id as loaded, so a membership moved to another user invalidates both.
     _loaded_user_id: int | None = None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from cachemgmt import cache, hooks
 from cachemgmt.forms import CacheClearForm
@@ -24,6 +29,40 @@ class CacheAuditEntryAdmin(StaffReadOnlyAdmin):
     search_fields = ("actor_label", "target", "result")
     readonly_fields = ("created_at", "actor", "actor_label", "source", "action", "target", "result")
     date_hierarchy = "created_at"
+
+
+def _for_people(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The statistics as the page shows them: ratios as percentages, times as datetimes."""
+    if stats is None:
+        return None
+    shown = {**stats, "since": _parsed(stats.get("since"))}
+    shown["namespaces"] = {
+        name: {**counters, "hit_percent": f"{100 * float(counters.get('hit_ratio') or 0):.1f} %"}
+        for name, counters in stats.get("namespaces", {}).items()
+    }
+    last = shown["namespaces"].get("zones", {}).get("last_sync")
+    if last:
+        shown["namespaces"]["zones"]["last_sync"] = {**last, "finished_at": _parsed(last.get("finished_at"))}
+    return shown
+
+
+def _parsed(value: Any) -> Any:
+    return parse_datetime(value) if isinstance(value, str) else value
+
+
+@contextmanager
+def _staff_time_zone(request: HttpRequest) -> Iterator[None]:
+    """Times in the staff member's own time zone (their profile's), else the site's."""
+    name = getattr(getattr(request.user, "profile", None), "timezone", None)
+    try:
+        zone = zoneinfo.ZoneInfo(name) if name else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = None
+    if zone is None:
+        yield
+        return
+    with timezone.override(zone):
+        yield
 
 
 @admin.register(CachePage)
@@ -56,14 +95,19 @@ class CachePageAdmin(StaffReadOnlyAdmin):
         except cache.CacheUnavailable:
             stats = None
             messages.warning(request, "The shared cache cannot be read right now; statistics are unavailable.")
+        clear_form = CacheClearForm(initial={"namespace": "user_context"})
         context = self._context(
             request,
             title="Cache",
-            stats=stats,
-            clear_form=CacheClearForm(initial={"namespace": "user_context"}),
+            stats=_for_people(stats),
+            clear_form=clear_form,
+            media=self.media + clear_form.media,
             audit_entries=audit_entries_recent(limit=10),
+            time_zone=timezone.get_current_timezone_name(),
         )
-        return render(request, "admin/cachemgmt/cache.html", context)
+        with _staff_time_zone(request):
+            context["time_zone"] = timezone.get_current_timezone_name()
+            return render(request, "admin/cachemgmt/cache.html", context)
 
     def clear_view(self, request: HttpRequest) -> HttpResponse:
         """GET: confirm what will be cleared; POST (confirmed): clear it and say what was cleared."""
@@ -83,7 +127,7 @@ class CachePageAdmin(StaffReadOnlyAdmin):
                     title="Are you sure?",
                     question=f"Clear {form.describe()}? Every entry in it is rebuilt from the database on next use.",
                     action_url=reverse("admin:cachemgmt_cachepage_clear", current_app=self.admin_site.name),
-                    hidden={k: v for k, v in form.cleaned_data.items() if v is not None},
+                    hidden={k: v for k, v in form.cleaned_data.items() if v is not None and k != "user"},
                     confirm_label="Yes, clear it",
                 ),
             )

@@ -148,10 +148,17 @@ def snapshot_status(*, age_seconds: float | None, last_run_status: str | None) -
 def zone_last_sync_get() -> dict[str, Any]:
     """``{"last_sync": ...}`` for the cache statistics: the most recent run (running ones
     included), or None before the first."""
-    run = ZoneSyncRun.objects.order_by("-started_at", "-id").values("status", "finished_at", "rows").first()
+    run = (
+        ZoneSyncRun.objects.order_by("-started_at", "-id")
+        .values("id", "status", "finished_at", "rows", "error")
+        .first()
+    )
     if run is None:
         return {"last_sync": None}
-    return {"last_sync": {"status": run["status"], "finished_at": iso(run["finished_at"]), "rows": run["rows"]}}
+    last = {"status": run["status"], "finished_at": iso(run["finished_at"]), "rows": run["rows"], "run_id": run["id"]}
+    if run["error"]:
+        last["error"] = run["error"]
+    return {"last_sync": last}
 
 
 def zone_snapshot_health(now: Callable[[], datetime]) -> dict[str, Any]:

@@ -139,3 +139,32 @@ def test_sessions_cannot_be_added_changed_or_deleted_in_the_admin(admin_client_l
     )
     assert admin_client_logged_in.post(f"/admin/accounts/session/{session_id}/change/", {}).status_code == 403
     assert Session.objects.get(pk=session_id).ended_at is None
+
+
+def test_the_user_list_shows_and_filters_by_organization_and_role(
+    admin_client_logged_in, django_assert_max_num_queries
+):
+    members = [MembershipFactory() for _ in range(3)]
+    target = members[0]
+    with django_assert_max_num_queries(12):  # no query per row
+        page = admin_client_logged_in.get("/admin/accounts/user/")
+    html = page.content.decode()
+    for member in members:
+        assert member.organization.name in html and member.role.name in html
+    filtered = admin_client_logged_in.get(
+        f"/admin/accounts/user/?memberships__organization__id__exact={target.organization_id}"
+    )
+    assert target.user.username in filtered.content.decode()
+    assert members[1].user.username not in filtered.content.decode()
+
+
+def test_memberships_read_as_names_and_can_be_searched(admin_client_logged_in):
+    member = MembershipFactory()
+    assert str(member) == f"{member.user.username} in {member.organization.name} as {member.role.name}"
+    found = admin_client_logged_in.get(f"/admin/accounts/membership/?q={member.organization.name}")
+    other = MembershipFactory()
+    assert member.user.username in found.content.decode()
+    assert (
+        other.user.username
+        not in admin_client_logged_in.get(f"/admin/accounts/membership/?q={member.organization.name}").content.decode()
+    )

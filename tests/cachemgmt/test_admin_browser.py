@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 
 from cachemgmt.models import CacheAuditEntry
-from tests.factories import PASSWORD, UserFactory
-from tests.support.browser import chromium_page
+from tests.factories import PASSWORD, UserFactory, permission
+from tests.support.browser import chromium_page, screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -29,6 +29,7 @@ def queued_zone_sync(monkeypatch):
 @pytest.mark.slow
 def test_staff_reads_statistics_clears_and_syncs_from_the_admin_cache_page(live_server, chromium, queued_zone_sync):
     staff = UserFactory(is_staff=True, username="ops-admin")
+    staff.user_permissions.add(permission("accounts.view_user"))  # the user autocomplete searches users
     member = UserFactory()
     api = Client()
     token_headers = {"HTTP_AUTHORIZATION": f"Bearer {_token(member)}"}
@@ -55,8 +56,17 @@ def test_staff_reads_statistics_clears_and_syncs_from_the_admin_cache_page(live_
         assert page.locator(".messagelist .success").inner_text() == "Cleared: user_context."
         assert int(page.locator("#stats-user_context .invalidations").inner_text()) > invalidations
 
-        page.fill("#id_clear_user_id", str(member.pk))
+        assert page.locator("#stats-user_context .hit-ratio").inner_text().endswith(" %")
+        assert "The counters and a clear cover every process" in page.locator("#stats-scope").inner_text() or (
+            "In-process cache" in page.locator("#stats-scope").inner_text()
+        )
+        page.screenshot(path=str(screenshots("cache-page")), full_page=True)
+
+        page.click("#clear-user .select2-selection")  # the admin's user autocomplete, by username
+        page.locator(".select2-search__field").fill(member.username[:6])
+        page.locator(".select2-results__option", has_text=member.username).click()
         page.click("#clear-user input[type=submit]")
+        assert f"user {member.username} (id {member.pk})" in page.locator("#confirm-question").inner_text()
         page.click("#confirm")
         assert page.locator(".messagelist .success").inner_text() == f"Cleared: user_context of user {member.pk}."
 
@@ -99,3 +109,33 @@ def _token(user) -> str:
     from tests.support.tokens import access_token
 
     return access_token(user)
+
+
+@pytest.mark.slow
+def test_the_user_and_membership_lists_read_as_a_console(live_server, chromium):
+    from tests.factories import MembershipFactory
+
+    root = UserFactory(is_staff=True, is_superuser=True, username="console-root")
+    members = [MembershipFactory() for _ in range(3)]
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/admin/")
+        page.fill("#id_username", root.username)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.goto(f"{live_server.url}/admin/accounts/user/")
+        assert page.locator("th.column-organization").count() == 1 and page.locator("th.column-role").count() == 1
+        assert members[0].organization.name in page.locator("#result_list").inner_text()
+        assert page.locator("#changelist-filter").get_by_text("By organization").count() == 1
+        page.screenshot(path=str(screenshots("admin-users")), full_page=True)
+        page.goto(f"{live_server.url}/admin/accounts/membership/")
+        page.fill("#searchbar", members[1].user.username)
+        page.click("#changelist-search input[type=submit]")
+        page.wait_for_url("**/membership/?q=*")
+        rows = page.locator("#result_list tbody tr")
+        rows.first.wait_for()
+        assert rows.count() == 1, page.locator("#content").inner_text()[:1500]
+        assert members[1].organization.name in rows.first.inner_text()
+        page.screenshot(path=str(screenshots("admin-memberships")), full_page=True)
+        page.goto(f"{live_server.url}/admin/")
+        assert page.locator("#api-documentation a").count() == 3
+        page.screenshot(path=str(screenshots("admin-index")), full_page=True)

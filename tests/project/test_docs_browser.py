@@ -10,7 +10,7 @@ import pytest
 from django.test import Client
 
 from tests.factories import PASSWORD, MembershipFactory
-from tests.support.browser import chromium_page
+from tests.support.browser import chromium_page, screenshots
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -58,6 +58,7 @@ def test_swagger_ui_renders_every_operation_and_tries_login_then_me(live_server,
         page.locator("button.btn-done").first.click()
 
         status, me = try_it_out(page, "operations-me-me")
+        page.screenshot(path=str(screenshots("api-docs-swagger")), full_page=True)
     assert status == 200
     assert me["user"]["username"] == user.username
 
@@ -73,5 +74,6 @@ def test_redoc_renders_every_operation_from_local_assets(live_server, chromium):
         page.goto(f"{live_server.url}/api/redoc/")
         page.wait_for_selector("[data-section-id^='operation/']", state="attached")
         assert page.locator("[data-section-id^='operation/']").count() == expected
+        page.screenshot(path=str(screenshots("api-docs-redoc")))
     # Its own page, the sidecar's script and the schema (a blob: URL is Redoc's worker, in-page).
     assert all(url.startswith((live_server.url, "blob:" + live_server.url)) for url in requested), requested
