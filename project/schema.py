@@ -27,6 +27,17 @@ _COMMON = {
     },
     "406": {"description": "The Accept header names no type this API answers with.", "content": _DETAIL},
 }
+# A 400 is either field errors (``{"field": ["message", ...]}``) or one error (malformed JSON).
+_BAD_REQUEST = {
+    "application/json": {
+        "schema": {
+            "oneOf": [
+                {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                {"$ref": "#/components/schemas/Detail"},
+            ]
+        }
+    }
+}
 _WITH_BODY = {
     "413": {"description": "The body is larger than MAX_REQUEST_BODY.", "content": _DETAIL},
     "415": {"description": "The body is not application/json (or not UTF-8).", "content": _DETAIL},
@@ -48,4 +59,7 @@ def add_common_errors(result: dict[str, Any], generator: Any, request: Any, publ
             if "requestBody" in operation:
                 for status, answer in _WITH_BODY.items():
                     responses.setdefault(status, answer)
+            bad_request = responses.get("400")
+            if bad_request is not None and "content" not in bad_request:
+                bad_request["content"] = _BAD_REQUEST
     return result

@@ -48,6 +48,8 @@ def test_schema_documents_every_endpoint_with_its_error_responses(client):
         "type": "integer"
     }
     assert set(schema["components"]["schemas"]["Detail"]["properties"]) == {"detail", "code"}
+    login_400 = schema["paths"]["/api/auth/login"]["post"]["responses"]["400"]["content"]["application/json"]
+    assert len(login_400["schema"]["oneOf"]) == 2  # field errors, or one error
     sync = schema["paths"]["/api/admin/zones/sync"]["post"]["responses"]["200"]["content"]["application/json"]
     assert len(schema["components"]["schemas"][sync["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]) == 17
     assert schema["components"]["securitySchemes"]["bearerAuth"] == {
