@@ -25,7 +25,6 @@ def on_starting(server: Any) -> None:
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         sys.exit(BOOT_ERROR)
-    server.log.loglevel = settings.LOG_LEVEL
 
 
 logconfig_dict = {

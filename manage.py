@@ -2,7 +2,11 @@
 """Django's command-line utility."""
 
 import os
+import re
 import sys
+
+# Connection failures (psycopg's, its pool's, SQLite's): a command then says so in one line.
+_CONNECTING = re.compile(r"connect|connection|unable to open database", re.IGNORECASE)
 
 
 def main() -> None:
@@ -16,9 +20,11 @@ def main() -> None:
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
         sys.exit(2)
-    except (OperationalError, InterfaceError) as exc:  # one line, not a traceback
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        sys.stderr.write(f"database unreachable: {first}\n")
+    except (OperationalError, InterfaceError) as exc:
+        text = str(exc).strip()
+        if "--traceback" in sys.argv or not _CONNECTING.search(text):
+            raise
+        sys.stderr.write(f"database unreachable: {text.splitlines()[0]}\n")  # one line, not a traceback
         sys.exit(1)
 
 

@@ -48,17 +48,23 @@ def _permissions(codes: list[str]) -> list[Permission]:
 
 @transaction.atomic
 def demo_seed(*, users: int, password: str, reset_existing: bool = False) -> list[DemoCredentials]:
-    """Create the demo rows that are missing. An existing user of a demo name is left as it is
-    (password, status, membership) unless ``reset_existing``: then it becomes the demo user again,
-    with ``password``."""
-    organizations = [
-        Organization.objects.update_or_create(slug=slug, defaults={"name": name, "is_active": True})[0]
-        for slug, name in ORGANIZATIONS
-    ]
+    """Create the demo rows that are missing. An existing user, organization or role of a demo
+    name is left as it is (password, status, membership, grants) unless ``reset_existing``:
+    then it becomes the demo one again, users with ``password``."""
+    organizations = []
+    for slug, name in ORGANIZATIONS:
+        if reset_existing:
+            organization = Organization.objects.update_or_create(slug=slug, defaults={"name": name, "is_active": True})[
+                0
+            ]
+        else:  # an existing organization of a demo slug keeps its name and status
+            organization = Organization.objects.get_or_create(slug=slug, defaults={"name": name})[0]
+        organizations.append(organization)
     roles = {}
     for name, codes in ROLES.items():
-        role, _ = Role.objects.get_or_create(name=name)
-        role.permissions.set(_permissions(codes))
+        role, created = Role.objects.get_or_create(name=name)
+        if created or reset_existing:  # an existing role keeps the grants someone gave it
+            role.permissions.set(_permissions(codes))
         roles[name] = role
     credentials = []
     role_names = list(ROLES)

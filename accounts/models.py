@@ -87,8 +87,13 @@ class Membership(models.Model):
         triggers = capture(kind="user", column="user_id")
 
     def __str__(self) -> str:
-        # Readable in the admin; its lists load user, organization and role with the membership.
-        return f"{self.user.get_username()} in {self.organization.name} as {self.role.name}"
+        # Names where they are loaded already (the admin's lists select them), ids otherwise:
+        # printing a membership never costs a query.
+        loaded = self._state.fields_cache
+        user, organization, role = loaded.get("user"), loaded.get("organization"), loaded.get("role")
+        who = user.get_username() if user else self.user_id
+        where = organization.name if organization else self.organization_id
+        return f"{who} in {where} as {role.name if role else self.role_id}"
 
     # Not a field: the user id as loaded, so a membership moved to another user invalidates both.
     _loaded_user_id: int | None = None

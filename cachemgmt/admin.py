@@ -127,7 +127,7 @@ class CachePageAdmin(StaffReadOnlyAdmin):
                     title="Are you sure?",
                     question=f"Clear {form.describe()}? Every entry in it is rebuilt from the database on next use.",
                     action_url=reverse("admin:cachemgmt_cachepage_clear", current_app=self.admin_site.name),
-                    hidden={k: v for k, v in form.cleaned_data.items() if v is not None and k != "user"},
+                    hidden={k: v for k, v in form.cleaned_data.items() if v is not None and k not in {"user", "scope"}},
                     confirm_label="Yes, clear it",
                 ),
             )

@@ -34,9 +34,15 @@ class CacheClearForm(forms.Form):
         queryset=get_user_model().objects.all(), required=False, widget=_user_picker(), label="User"
     )
 
+    # "user" when the page's one-user form sent it: then a user must be picked.
+    scope = forms.CharField(required=False, widget=forms.HiddenInput)
+
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
+        scope = cleaned.pop("scope", "")
         user = cleaned.pop("user", None)
+        if scope == "user" and user is None and not cleaned.get("user_id"):
+            raise forms.ValidationError("pick a user to clear one user's context")
         if user is not None:
             cleaned["user_id"] = user.pk
             self.user_label = f"{user.get_username()} (id {user.pk})"

@@ -24,6 +24,8 @@ class LastSyncSerializer(serializers.Serializer):
     status = serializers.CharField()
     finished_at = serializers.DateTimeField(allow_null=True)
     rows = serializers.IntegerField()
+    run_id = serializers.IntegerField()
+    error = serializers.CharField(required=False, help_text="only when the run failed")
 
 
 class NamespaceStatsSerializer(serializers.Serializer):

@@ -134,4 +134,5 @@ def env_origins(name: str) -> list[str]:
             or "*" in origin
         ):
             raise EnvError(f"{name}: expected origins like https://app.example.com (or * alone), got {origin!r}")
-    return [origin.rstrip("/") for origin in origins]
+    # Browsers send scheme and host in lower case: so is what they are compared with.
+    return [f"{urlparse(o).scheme}://{urlparse(o).netloc.lower()}" for o in origins]

@@ -51,7 +51,11 @@ def test_seed_demo_never_changes_an_existing_user_or_snapshot_without_a_flag(set
     from zones.models import ZoneAssignment, ZoneSyncRun
 
     settings.DEBUG = True
+    from accounts.models import Organization, Role
+
     owner = UserFactory(username="admin", is_staff=False, is_superuser=False)
+    Organization.objects.create(slug="acme", name="Acme Corp (ours)", is_active=False)
+    Role.objects.create(name="viewer")  # no grants, on purpose
     owner.set_password("the owner's own password")
     owner.save()
     call_command("seed_demo", "--users", "1", stdout=StringIO())  # a first snapshot is synced
@@ -60,6 +64,9 @@ def test_seed_demo_never_changes_an_existing_user_or_snapshot_without_a_flag(set
     call_command("seed_demo", "--users", "1", stdout=out)
     owner.refresh_from_db()
     assert owner.check_password("the owner's own password") and not owner.is_superuser
+    acme = Organization.objects.get(slug="acme")
+    assert (acme.name, acme.is_active) == ("Acme Corp (ours)", False)
+    assert not Role.objects.get(name="viewer").permissions.exists()
     assert "admin        (existing user: left unchanged)" in out.getvalue()
     assert "an existing snapshot is kept" in out.getvalue() and ZoneSyncRun.objects.count() == runs
     assignments = ZoneAssignment.objects.count()

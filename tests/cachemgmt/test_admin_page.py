@@ -56,3 +56,11 @@ def test_hit_ratios_read_as_percentages(staff_client):
     client, _ = staff_client
     html = client.get("/admin/cachemgmt/cachepage/").content.decode()
     assert 'class="hit-ratio">0.0 %<' in html
+
+
+def test_the_one_user_clear_without_a_user_clears_nothing_and_says_why(staff_client):
+    client, _ = staff_client
+    response = client.get("/admin/cachemgmt/cachepage/clear/", {"namespace": "user_context", "scope": "user"})
+    assert response.status_code == 302  # back to the page, no confirmation of a namespace clear
+    page = client.get("/admin/cachemgmt/cachepage/").content.decode()
+    assert "pick a user to clear one user" in page
