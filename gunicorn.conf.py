@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from project.logging import FORMATTER_CONFIG
+
 # gunicorn's exit status when a worker cannot boot (Arbiter.WORKER_BOOT_ERROR).
 BOOT_ERROR = 3
 
@@ -30,13 +32,7 @@ def on_starting(server: Any) -> None:
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "structured": {
-            "()": "project.logging.Formatter",
-            "processor": "ext://project.logging.renderer",
-            "foreign_pre_chain": "ext://project.logging.FOREIGN_PRE_CHAIN",
-        }
-    },
+    "formatters": {"structured": FORMATTER_CONFIG},
     "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["default"], "level": "WARNING"},
     "loggers": {

@@ -136,6 +136,14 @@ ACCESS_LOGGER = "project.request"
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "user_id", "context_cache", "view")
 
 
+# The one formatter every handler uses (Django's LOGGING, gunicorn's logconfig_dict).
+FORMATTER_CONFIG = {
+    "()": "project.logging.Formatter",
+    "processor": "ext://project.logging.renderer",
+    "foreign_pre_chain": "ext://project.logging.FOREIGN_PRE_CHAIN",
+}
+
+
 class Formatter(structlog.stdlib.ProcessorFormatter):
     """structlog's formatter with redaction as its last step, and a direct path for the access
     line in JSON mode.

@@ -24,6 +24,7 @@ from project.env import (
     env_str,
     env_url,
 )
+from project.logging import FORMATTER_CONFIG
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -348,13 +349,7 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "structured": {
-            "()": "project.logging.Formatter",
-            "processor": "ext://project.logging.renderer",
-            "foreign_pre_chain": "ext://project.logging.FOREIGN_PRE_CHAIN",
-        }
-    },
+    "formatters": {"structured": FORMATTER_CONFIG},
     "handlers": {"default": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["default"], "level": LOG_LEVEL},
     "loggers": {

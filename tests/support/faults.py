@@ -303,18 +303,7 @@ class CommittedState:
 
     def write_role(self, rng: random.Random) -> None:
         role_id = rng.choice(list(self.roles))
-        codes = frozenset(rng.sample(PERMISSION_POOL, rng.randint(0, 3)))
-
-        def change() -> None:
-            self.roles[role_id] = (self.roles[role_id][0], codes)
-
-        def holders() -> list[int]:
-            return [uid for uid, model in self.users.items() if model.role == role_id]
-
-        def call() -> Any:
-            return services.role_set_permissions(role_id=role_id, permission_codes=sorted(codes))
-
-        self._write("role", holders, change, call)
+        self._set_role_codes("role", role_id, frozenset(rng.sample(PERMISSION_POOL, rng.randint(0, 3))))
 
     def revoke_permission(self, rng: random.Random) -> str:
         """Take one permission away from a role some user holds; returns it."""
@@ -323,8 +312,10 @@ class CommittedState:
         )
         role_id = rng.choice(held)
         revoked = rng.choice(sorted(self.roles[role_id][1]))
-        codes = self.roles[role_id][1] - {revoked}
+        self._set_role_codes("revoke", role_id, self.roles[role_id][1] - {revoked})
+        return revoked
 
+    def _set_role_codes(self, kind: str, role_id: int, codes: frozenset[str]) -> None:
         def change() -> None:
             self.roles[role_id] = (self.roles[role_id][0], codes)
 
@@ -334,8 +325,7 @@ class CommittedState:
         def call() -> Any:
             return services.role_set_permissions(role_id=role_id, permission_codes=sorted(codes))
 
-        self._write("revoke", holders, change, call)
-        return revoked
+        self._write(kind, holders, change, call)
 
     def write_random(self, rng: random.Random, kinds: tuple[str, ...]) -> None:
         kind = rng.choice(kinds)
