@@ -41,6 +41,7 @@ class BenchRun:
     bodies: dict[str, list[bytes]] = field(default_factory=dict)
     memory: dict[str, Any] | None = None  # measured on ours-redis only, like cold
     cold: dict[str, Any] | None = None
+    layers: dict[str, Any] = field(default_factory=dict)  # bench.layers, by mode
     total_s: float = 0.0
 
     @classmethod
@@ -96,6 +97,8 @@ class BenchRun:
             out["memory"] = self.memory
         if self.cold is not None:
             out["cold"] = self.cold
+        if self.layers:
+            out["layers"] = self.layers
         out["total_s"] = self.total_s
         out["bodies_identical"] = compare_bodies(self.bodies, self.meta)
         return out
@@ -109,7 +112,7 @@ def compare_bodies(bodies: dict[str, list[bytes]], meta: dict[str, Any]) -> dict
     reference = bodies[reference_mode]
     mismatches = {}
     for mode, values in bodies.items():
-        if mode == "floor":
+        if mode in ("bare", "floor"):  # anonymous: a fixed payload
             continue
         bad = [meta["token_users"][i] for i, (a, b) in enumerate(zip(reference, values, strict=False)) if a != b]
         if bad:
@@ -141,6 +144,8 @@ def versions() -> dict[str, str]:
         "Django",
         "djangorestframework",
         "djangorestframework-simplejwt",
+        "django-rest-knox",
+        "argon2-cffi",
         "django-cachalot",
         "django-redis",
         "redis",

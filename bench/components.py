@@ -49,7 +49,7 @@ def main() -> None:
     from rest_framework.renderers import JSONRenderer
 
     from accounts.context import UserContext, context_from_payload
-    from accounts.selectors import NAMESPACE, user_context_get
+    from accounts.selectors import NAMESPACE, context_entry_ident, user_context_get
     from accounts.tokens import token_decode
     from cachemgmt import cache
     from project.middleware import BrowserAuthenticationMiddleware, BrowserMessageMiddleware, BrowserSessionMiddleware
@@ -60,7 +60,7 @@ def main() -> None:
     user_context_get(user_id=user_id)  # filled
     store = cache.get_store()
     assert isinstance(store, cache.RedisStore) and store.near is not None
-    key = cache.entry_key(NAMESPACE, user_id)
+    key = cache.entry_key(NAMESPACE, context_entry_ident(user_id))
     deadline = time.monotonic() + 5
     while not getattr(store.get(key, lock_key=None), "near", False):  # the lease and the copy
         assert time.monotonic() < deadline, "the near cache never served the entry"
@@ -95,7 +95,10 @@ def main() -> None:
         ("  its socket check: poll(2)", best_us(lambda: near._poller.poll(0), n, r)),
         ("  the check it replaced: redis-py can_read", best_us(lambda: near.connection.can_read(0), n, r)),
         ("context lookup, one EVALSHA (near cache off)", best_us(lambda: direct.get(key, lock_key=None), n // 20, r)),
-        ("cache.entry_get, near hit (keys, counters)", best_us(lambda: cache.entry_get(NAMESPACE, user_id), n, r)),
+        (
+            "cache.entry_get, near hit (keys, counters)",
+            best_us(lambda: cache.entry_get(NAMESPACE, context_entry_ident(user_id)), n, r),
+        ),
         ("decode, per-process cache: context_from_payload", best_us(lambda: context_from_payload(payload), n, r)),
         ("decode, a JSON parse: UserContext.from_payload", best_us(lambda: UserContext.from_payload(payload), n, r)),
         ("user_context_get, warm (all of the above)", best_us(lambda: user_context_get(user_id=user_id), n, r)),

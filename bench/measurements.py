@@ -165,7 +165,10 @@ def exact_counts(cfg: Config, meter: Meter, run: Callable[..., dict[str, Any] | 
 
 
 def sequential(
-    port: int, requests: Sequence[tuple[str, str, dict[str, str], bytes | None]], keep_bodies: bool = False
+    port: int,
+    requests: Sequence[tuple[str, str, dict[str, str], bytes | None]],
+    keep_bodies: bool = False,
+    keep_latencies: bool = False,
 ) -> dict[str, Any]:
     results = [http_request(port, m, p, h, b) for m, p, h, b in requests]
     latencies = [r[2] * 1000 for r in results]
@@ -182,4 +185,6 @@ def sequential(
     }
     if keep_bodies:
         out["bodies"] = [r[1] for r in results]
+    if keep_latencies:
+        out["latencies_ms"] = latencies
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -182,7 +183,85 @@ class NaiveLoginApi(APIView):
 
 
 # --------------------------------------------------------------------------------------
-# simplejwt: a signed access token, then ONE select_related query building the context
+# simplejwt and knox, as their users run them: the stock authentication class (its own user
+# query), then the context built the way a DRF app typically does
+# --------------------------------------------------------------------------------------
+
+
+def typical_context(user: Any) -> dict[str, Any]:
+    """``select_related`` / ``prefetch_related``, no hand-tuned SQL. Statements: the membership
+    with user, profile, organization and role joined (1), the role's permissions with their
+    content types (1), the organization's zone assignments with their zones (1), the last zone
+    sync (1): 4, after the authentication's own."""
+    from django.contrib.auth.models import Permission
+    from django.db.models import Prefetch
+
+    from zones.models import ZoneAssignment
+
+    membership = (
+        Membership.objects.select_related("user__profile", "organization", "role")
+        .prefetch_related(
+            Prefetch("role__permissions", queryset=Permission.objects.select_related("content_type")),
+            Prefetch("organization__zone_assignments", queryset=ZoneAssignment.objects.select_related("zone")),
+        )
+        .filter(user_id=user.pk, is_active=True, organization__is_active=True)
+        .first()
+    )
+    last = (
+        ZoneSyncRun.objects.exclude(status="running")
+        .order_by("-started_at")
+        .values_list("status", "finished_at")
+        .first()
+    )
+    last_status, last_ok = (last[0], last[1] if last[0] == "ok" else None) if last else (None, None)
+    profile = getattr(user, "profile", None) if membership is None else getattr(membership.user, "profile", None)
+    organization = role = None
+    permissions: list[str] = []
+    zones: list[tuple[str, str]] = []
+    if membership is not None:
+        org, role_row = membership.organization, membership.role
+        organization = {"id": org.pk, "slug": org.slug, "name": org.name}
+        role = {"id": role_row.pk, "name": role_row.name}
+        permissions = [f"{p.content_type.app_label}.{p.codename}" for p in role_row.permissions.all()]
+        zones = [(a.zone.code, a.zone.name) for a in org.zone_assignments.all()]
+    return _public(
+        user=user,
+        display_name=profile.display_name if profile else None,
+        organization=organization,
+        role=role,
+        permissions=permissions,
+        zones=zones,
+        zones_status=_zones_status(last_ok, last_status),
+    )
+
+
+class TypicalMeApi(APIView):
+    """``/api/me`` of a typical DRF app: the configured authentication class, then ``typical_context``."""
+
+    permission_classes = [IsAuthenticated]
+    authenticator: Any = None
+
+    def get_authenticators(self) -> list[Any]:
+        return [self.authenticator()]
+
+    def get(self, request: Request) -> Response:
+        return Response(typical_context(request.user))
+
+
+def _simplejwt_authentication() -> Any:
+    from rest_framework_simplejwt.authentication import JWTAuthentication
+
+    return JWTAuthentication
+
+
+def _knox_authentication() -> Any:
+    from knox.auth import TokenAuthentication as KnoxTokenAuthentication
+
+    return KnoxTokenAuthentication
+
+
+# --------------------------------------------------------------------------------------
+# simplejwt-tuned: a signed access token, then ONE hand-written query building the context
 # --------------------------------------------------------------------------------------
 
 
@@ -215,42 +294,47 @@ def jwt_context_query(user_id: int) -> Any:
     )
 
 
+def one_query_context(user_id: int) -> tuple[Any, dict[str, Any]]:
+    """The user and their public context from ``jwt_context_query`` (a second query only for a
+    user without an active membership, which the benchmark's users all have)."""
+    membership = jwt_context_query(user_id)
+    if membership is None:
+        user = User.objects.select_related("profile").filter(pk=user_id).first()
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("User not found or inactive.")
+        return user, _public(
+            user=user,
+            display_name=getattr(getattr(user, "profile", None), "display_name", None),
+            organization=None,
+            role=None,
+            permissions=[],
+            zones=[],
+            zones_status="pending",
+        )
+    user = membership.user
+    if not user.is_active:
+        raise AuthenticationFailed("User is inactive.")
+    org, role = membership.organization, membership.role
+    profile = getattr(user, "profile", None)
+    return user, _public(
+        user=user,
+        display_name=profile.display_name if profile else None,
+        organization={"id": org.pk, "slug": org.slug, "name": org.name},
+        role={"id": role.pk, "name": role.name},
+        permissions=list(membership.perm_codes),
+        zones=list(zip(membership.zone_codes, membership.zone_names, strict=True)),
+        zones_status=_zones_status(membership.sync_last_ok, membership.sync_last_status),
+    )
+
+
 def _jwt_authentication_class() -> Any:
     from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.settings import api_settings
 
     class OneQueryJWTAuthentication(JWTAuthentication):
         def get_user(self, validated_token: Any) -> Any:
-            user_id = validated_token[api_settings.USER_ID_CLAIM]
-            membership = jwt_context_query(int(user_id))
-            if membership is None:  # no active membership: not exercised by the benchmark's users
-                user = User.objects.select_related("profile").filter(pk=user_id).first()
-                if user is None or not user.is_active:
-                    raise AuthenticationFailed("User not found or inactive.")
-                user.bench_context = _public(
-                    user=user,
-                    display_name=getattr(getattr(user, "profile", None), "display_name", None),
-                    organization=None,
-                    role=None,
-                    permissions=[],
-                    zones=[],
-                    zones_status="pending",
-                )
-                return user
-            user = membership.user
-            if not user.is_active:
-                raise AuthenticationFailed("User is inactive.")
-            org, role = membership.organization, membership.role
-            profile = getattr(user, "profile", None)
-            user.bench_context = _public(
-                user=user,
-                display_name=profile.display_name if profile else None,
-                organization={"id": org.pk, "slug": org.slug, "name": org.name},
-                role={"id": role.pk, "name": role.name},
-                permissions=list(membership.perm_codes),
-                zones=list(zip(membership.zone_codes, membership.zone_names, strict=True)),
-                zones_status=_zones_status(membership.sync_last_ok, membership.sync_last_status),
-            )
+            user, context = one_query_context(int(validated_token[api_settings.USER_ID_CLAIM]))
+            user.bench_context = context
             return user
 
     return OneQueryJWTAuthentication
@@ -266,7 +350,86 @@ class JwtMeApi(APIView):
         return Response(request.user.bench_context)
 
 
-_JWT_AUTH: Any = _jwt_authentication_class() if getattr(settings, "BENCH_MODE", "") == "simplejwt" else None
+_JWT_AUTH: Any = _jwt_authentication_class() if getattr(settings, "BENCH_MODE", "") == "simplejwt-tuned" else None
+
+
+# --------------------------------------------------------------------------------------
+# seed-ttl: the design this project grew from, on the same models: the signed token decoded,
+# the context cached in-process for 15 minutes by user id (one query on a miss), no invalidation
+# --------------------------------------------------------------------------------------
+
+SEED_TTL_SECONDS = 15 * 60
+
+
+class SeedTtlCache:
+    """The seed's thread-safe in-memory cache: user id -> (expiry, context), a 15-minute TTL."""
+
+    def __init__(self, ttl: float = SEED_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[int, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: int) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._entries[user_id]
+                return None
+            return entry[1]
+
+    def set(self, user_id: int, context: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[user_id] = (time.monotonic() + self.ttl, context)
+
+
+SEED_CACHE = SeedTtlCache()
+
+
+class SeedUser:
+    """What the seed's auth dependency returns: the cached context, authenticated."""
+
+    is_authenticated = True
+
+    def __init__(self, context: dict[str, Any]) -> None:
+        self.context = context
+        self.pk = context["user"]["id"]
+
+
+class SeedTtlAuthentication:
+    """The signed token decoded (HS256, PyJWT), then the context from ``SEED_CACHE``."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[SeedUser, str] | None:
+        import jwt
+
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = header.partition(" ")
+        if scheme != self.keyword or not token:
+            return None
+        try:
+            claims = jwt.decode(token, settings.SIMPLE_JWT["SIGNING_KEY"], algorithms=["HS256"])
+        except jwt.PyJWTError as exc:
+            raise AuthenticationFailed("Invalid token.") from exc
+        user_id = int(claims["user_id"])
+        context = SEED_CACHE.get(user_id)
+        if context is None:
+            _, context = one_query_context(user_id)
+            SEED_CACHE.set(user_id, context)
+        return SeedUser(context), token
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class SeedTtlMeApi(APIView):
+    authentication_classes = [SeedTtlAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response(request.user.context)
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from bench import report
 from bench.benchrun import BenchRun
 from bench.config import RESULTS, ROOT, log, parse_args
 from bench.server import Server, mode_env
-from bench.steps import finish_mode, prepare_mode, run_rounds, setup_database
+from bench.steps import finish_mode, layer_costs, prepare_mode, run_rounds, setup_database
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in run.servers.values():
             finish_mode(run, server)
             server.stop()
+        run.layers = layer_costs(cfg, run_dir)
     finally:
         for server in run.servers.values():
             server.stop()

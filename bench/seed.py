@@ -4,8 +4,9 @@ Writes into OUT_DIR: ``tokens-<kind>.txt`` (one Authorization header value a lin
 ``floor.json`` (a median-sized context, the floor's payload) and ``meta.json``.
 
 Bulk users share one password hash computed once (seeding stays fast whatever the count);
-``benchlogin`` is created through the project's own service, so its password is hashed with the
-production hasher, and login latency is measured on it.
+``benchlogin`` (and ``benchlogin1`` .. ``benchlogin7``, for concurrent logins) are created through
+the project's own service, so their passwords are hashed with the production hasher, and login
+latency is measured on them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import django
 from bench.pgstats import FLUSH_SQL
 
 LOGIN_USERNAME = "benchlogin"
+# Users logging in at once in the concurrent login pass (one each: no per-user limit is shared).
+LOGIN_CONCURRENCY = 8
 
 
 def _setup() -> None:
@@ -40,6 +43,7 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     from django.contrib.auth.models import Permission
     from django.db import connection, transaction
     from django.utils import timezone
+    from knox.models import AuthToken as KnoxToken
     from rest_framework.authtoken.models import Token
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -102,8 +106,13 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
             ],
             batch_size=5000,
         )
-        login_user = user_create(username=LOGIN_USERNAME, password=login_password, display_name="Bench Login")
-        Membership.objects.create(user=login_user, organization=orgs[0], role=roles[0], is_active=True)
+        login_users = [
+            user_create(username=name, password=login_password, display_name="Bench Login")
+            for name in [LOGIN_USERNAME, *(f"{LOGIN_USERNAME}{i}" for i in range(1, LOGIN_CONCURRENCY))]
+        ]
+        for login_user in login_users:
+            Membership.objects.create(user=login_user, organization=orgs[0], role=roles[0], is_active=True)
+        login_user = login_users[0]
 
     token_users = users[: args.token_users]
     Token.objects.bulk_create([Token(key=Token.generate_key(), user=u) for u in token_users])
@@ -117,6 +126,7 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "naive": [f"Token {keys[u.pk]}" for u in token_users],
         "simplejwt": [f"Bearer {AccessToken.for_user(u)}" for u in token_users],
+        "knox": [f"Token {KnoxToken.objects.create(user=u)[1]}" for u in token_users],
     }
     for kind, lines in tokens.items():
         (out / f"tokens-{kind}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -158,8 +168,13 @@ def seed(args: argparse.Namespace) -> dict[str, Any]:
     meta = {
         "users": args.users,
         "token_users": [u.pk for u in token_users],
-        "max_user_id": max(u.pk for u in [*users, login_user]),
-        "login": {"username": LOGIN_USERNAME, "password": login_password, "user_id": login_user.pk},
+        "max_user_id": max(u.pk for u in [*users, *login_users]),
+        "login": {
+            "username": LOGIN_USERNAME,
+            "password": login_password,
+            "user_id": login_user.pk,
+            "usernames": [u.username for u in login_users],
+        },
         "shared_password_hash": shared_hash,
         "organization_ids": [o.pk for o in orgs],
         "role_ids": [r.pk for r in roles],

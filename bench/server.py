@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.config import ROOT, USES_REDIS, Config, log, token_file
+from bench.config import ROOT, USES_REDIS, WSGI_MODULE, Config, log, token_file
 
 SECRET_KEY = "bench-secret-key-not-for-production-0123456789abcdefghijklmnop"
 
@@ -40,7 +40,7 @@ class Server:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "project.wsgi",
+                WSGI_MODULE.get(self.mode, "project.wsgi"),
                 "--config",
                 "python:bench.gunicorn_hooks",
                 "--workers",
@@ -206,6 +206,8 @@ def base_env(cfg: Config, db_url: str) -> dict[str, str]:
             "DJANGO_SETTINGS_MODULE": "bench.settings_peers",
             "CACHE_KEY_PREFIX": cfg.key_prefix,
             "PYTHONDONTWRITEBYTECODE": "1",
+            # The seed's access tokens must outlive a run (and the in-process tools run after it).
+            "ACCESS_TOKEN_TTL": "86400",
         }
     )
     return env
@@ -218,6 +220,8 @@ def mode_env(cfg: Config, base: dict[str, str], mode: str, run_dir: Path) -> dic
         BENCH_FLOOR_PAYLOAD=str(run_dir / "floor.json"),
         BENCH_TOKENS_FILE=str(token_file(run_dir, mode)),
     )
+    if mode in WSGI_MODULE:  # a project of its own
+        env["DJANGO_SETTINGS_MODULE"] = "bench.bare.settings"
     if mode in USES_REDIS:
         env["REDIS_URL"] = f"redis://{cfg.redis_host}:{cfg.redis_port}/{cfg.redis_db}"
     if mode == "cachalot":

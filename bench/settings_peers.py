@@ -5,7 +5,12 @@
 * ``floor``: an anonymous DRF view returning a fixed context-sized payload;
 * ``naive``: DRF's stock ``TokenAuthentication`` and plain ORM calls per request;
 * ``cachalot``: ``naive`` with django-cachalot caching its queries in Redis;
-* ``simplejwt``: djangorestframework-simplejwt and one query per request;
+* ``simplejwt``: djangorestframework-simplejwt's stock ``JWTAuthentication``, then the context the
+  way a DRF app typically builds it (``select_related`` / ``prefetch_related``);
+* ``knox``: django-rest-knox's ``TokenAuthentication``, then the same typical context;
+* ``simplejwt-tuned``: simplejwt with one hand-written query building the context;
+* ``seed-ttl``: the design this project grew from: the signed token decoded, the context cached
+  in-process for 15 minutes by user id, no invalidation;
 * ``ours-local`` / ``ours-redis``: the project itself (the cache is chosen by ``REDIS_URL``);
 * ``ours-redis-direct``: the project on Redis with its near cache off (``CACHE_NEAR_MAX_ENTRIES=0``).
 
@@ -18,22 +23,38 @@ from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS, SECRET_KEY
 
 BENCH_MODE = os.environ.get("BENCH_MODE", "ours-local")
-BENCH_MODES = ("floor", "naive", "cachalot", "simplejwt", "ours-local", "ours-redis", "ours-redis-direct")
+BENCH_MODES = (
+    "floor",
+    "naive",
+    "cachalot",
+    "simplejwt",
+    "simplejwt-tuned",
+    "knox",
+    "seed-ttl",
+    "ours-local",
+    "ours-redis",
+    "ours-redis-direct",
+)
 if BENCH_MODE not in BENCH_MODES:
     raise SystemExit(f"BENCH_MODE: expected one of {', '.join(BENCH_MODES)}, got {BENCH_MODE!r}")
 
 ROOT_URLCONF = "bench.urls_peers"
 
 # The peers authenticate with Django's stock backend (the project's backend warms its own cache).
-if BENCH_MODE in ("naive", "cachalot", "simplejwt"):
+if BENCH_MODE in ("naive", "cachalot", "simplejwt", "simplejwt-tuned", "knox", "seed-ttl"):
     AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 
 # The authtoken table exists in every mode's database (migrations run with it installed).
 if BENCH_MODE in ("naive", "cachalot") or os.environ.get("BENCH_ALL_APPS") == "1":
     INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework.authtoken"]
 
-if BENCH_MODE == "simplejwt":
+if BENCH_MODE in ("simplejwt", "simplejwt-tuned"):
     INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework_simplejwt"]
+
+# knox's token table exists in every mode's database too.
+if BENCH_MODE == "knox" or os.environ.get("BENCH_ALL_APPS") == "1":
+    INSTALLED_APPS = [*INSTALLED_APPS, "knox"]
+REST_KNOX = {"TOKEN_TTL": __import__("datetime").timedelta(days=1), "AUTO_REFRESH": False}
 
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",

@@ -6,6 +6,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from psycopg import sql
 
 from bench.benchrun import BenchRun
-from bench.config import CACHED, ROOT, USES_REDIS, Config, log, tokens_of
+from bench.config import CACHED, PER_PROCESS_CACHE, ROOT, USES_REDIS, Config, log, tokens_of
 from bench.measurements import Meter, exact_counts, load_phase, percentile, run_wrk, sequential
 from bench.postgres import Postgres
 from bench.redis_probe import RedisProbe
@@ -46,7 +47,7 @@ def prepare_mode(cfg: Config, server: Server, run_dir: Path) -> dict[str, Any]:
         # Every worker replays every token once in-process, so caches (each worker's
         # in-process one too) are full before wrk starts.
         warm_started = time.perf_counter()
-        if mode == "ours-local":
+        if mode in PER_PROCESS_CACHE:
             server.sweep("/bench/warm", parallel=True)
         else:  # a shared cache: one worker fills it for all
             http_request(server.port, "GET", "/bench/warm", {})
@@ -133,7 +134,11 @@ def finish_mode(run: BenchRun, server: Server) -> None:
     out["sequential"] = bodies_pass
     if mode in ("naive", "ours-redis"):
         out["login"] = login_pass(run, meter)
-        log(f"{mode} login: p50 {out['login']['p50_ms']} ms p99 {out['login']['p99_ms']} ms")
+        both = out["login"]
+        log(
+            f"{mode} login: p50 {both['p50_ms']} ms p99 {both['p99_ms']} ms; {both['concurrent']['concurrency']} at "
+            f"once: p50 {both['concurrent']['p50_ms']} ms p99 {both['concurrent']['p99_ms']} ms"
+        )
     if mode == "ours-redis":
         out["refresh"] = refresh_pass(run, meter)
         log(
@@ -146,11 +151,46 @@ def finish_mode(run: BenchRun, server: Server) -> None:
 
 
 def login_pass(run: BenchRun, meter: Meter) -> dict[str, Any]:
+    """Logins one at a time (unloaded), then as many users logging in at once as the seed made
+    login users for (each of them ``login_samples`` times): latency, SQL and Redis per login."""
     login = run.meta["login"]
-    body = json.dumps({"username": login["username"], "password": login["password"]}).encode()
     headers = {"Content-Type": "application/json"}
-    requests = [("POST", "/api/auth/login", headers, body) for _ in range(run.cfg.login_samples)]
-    return exact_counts(run.cfg, meter, lambda: sequential(meter.server.port, requests))
+
+    def request(username: str) -> tuple[str, str, dict[str, str], bytes]:
+        body = json.dumps({"username": username, "password": login["password"]}).encode()
+        return ("POST", "/api/auth/login", headers, body)
+
+    requests = [request(login["username"]) for _ in range(run.cfg.login_samples)]
+    out = exact_counts(run.cfg, meter, lambda: sequential(meter.server.port, requests))
+    usernames = login.get("usernames") or [login["username"]]
+
+    def concurrent() -> dict[str, Any]:
+        per_user = max(1, -(-run.cfg.login_samples // len(usernames)))
+        passes: list[dict[str, Any]] = [{} for _ in usernames]
+
+        def one(index: int) -> None:
+            passes[index] = sequential(meter.server.port, [request(usernames[index])] * per_user, keep_latencies=True)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(usernames))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        latencies = [ms for p in passes for ms in p.get("latencies_ms", [])]
+        statuses: dict[str, int] = {}
+        for p in passes:
+            for status, count in p.get("statuses", {}).items():
+                statuses[status] = statuses.get(status, 0) + count
+        return {
+            "concurrency": len(usernames),
+            "requests": len(latencies),
+            "statuses": statuses,
+            "p50_ms": round(percentile(latencies, 50), 2),
+            "p99_ms": round(percentile(latencies, 99), 2),
+        }
+
+    out["concurrent"] = exact_counts(run.cfg, meter, concurrent)
+    return out
 
 
 def refresh_pass(run: BenchRun, meter: Meter) -> dict[str, Any]:
@@ -205,4 +245,30 @@ def cold_passes(run: BenchRun, meter: Meter) -> dict[str, Any]:
             f"cold GET /api/me with {level} users (seeded in {grown:.1f} s): p50 {cold['p50_ms']} ms "
             f"p99 {cold['p99_ms']} ms (sql/req {cold['sql_per_req']:.2f}; warm again p50 {warm['p50_ms']} ms)"
         )
+    return out
+
+
+# The modes whose request path is broken down layer by layer (bench.layers) at the end of a run.
+LAYER_MODES = ("bare", "floor", "ours-local", "ours-redis")
+
+
+def layer_costs(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """CPU µs per request in each middleware and in the view, one process per mode (no network)."""
+    out: dict[str, Any] = {}
+    requests, batches = (1000, 5) if cfg.quick else (3000, 7)
+    for mode in (m for m in LAYER_MODES if m in cfg.modes):
+        log(f"{mode}: cost of each layer of the request path, in one process")
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "bench.layers", str(run_dir), "--mode", mode, "--json"),
+                *("--requests", str(requests), "--batches", str(batches)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.layers failed for {mode}: {done.stderr[-2000:]}")
+        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     return out

@@ -29,6 +29,18 @@ elif MODE in ("naive", "cachalot"):
         *_bench,
     ]
 elif MODE == "simplejwt":
+    urlpatterns = [
+        path("api/me", peers.TypicalMeApi.as_view(authenticator=peers._simplejwt_authentication()), name="me"),
+        *_bench,
+    ]
+elif MODE == "knox":
+    urlpatterns = [
+        path("api/me", peers.TypicalMeApi.as_view(authenticator=peers._knox_authentication()), name="me"),
+        *_bench,
+    ]
+elif MODE == "simplejwt-tuned":
     urlpatterns = [path("api/me", peers.JwtMeApi.as_view(), name="me"), *_bench]
+elif MODE == "seed-ttl":
+    urlpatterns = [path("api/me", peers.SeedTtlMeApi.as_view(), name="me"), *_bench]
 else:  # pragma: no cover - settings_peers refuses unknown modes
     urlpatterns = _bench

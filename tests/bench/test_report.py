@@ -1,0 +1,94 @@
+"""The benchmark report: ratios against the reference round by round, and unstable ratios marked as such."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+
+def results(rounds: dict[str, list[float]], p99: dict[str, list[float]] | None = None) -> dict[str, Any]:
+    """A run at one concurrency (32) whose modes served ``rounds[mode][i]`` req/s in round i + 1."""
+    modes: dict[str, Any] = {}
+    for mode, rates in rounds.items():
+        latencies = (p99 or {}).get(mode, [10.0] * len(rates))
+        phases = [
+            {"connections": 32, "round": i + 1, "rps": rate, "p99_ms": latency}
+            for i, (rate, latency) in enumerate(zip(rates, latencies, strict=True))
+        ]
+        ordered = sorted(rates)
+        modes[mode] = {
+            "rounds": phases,
+            "phases": [
+                {
+                    "connections": 32,
+                    "rps": ordered[len(ordered) // 2],
+                    "p99_ms": sorted(latencies)[len(latencies) // 2],
+                    "sql_statements": 0,
+                    "requests": 1000,
+                    "served_by_server": 1000,
+                }
+            ],
+        }
+    return {"config": {"concurrency": [32]}, "modes": modes}
+
+
+def target(run: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [t for t in report.targets(run) if t["target"] == name]
+    return found
+
+
+def test_ratios_are_taken_round_by_round_against_the_reference():
+    run = results({"bare": [1000, 2000, 1500], "ours-local": [960, 1920, 1440]})
+    assert report.round_ratios(run, "ours-local", "bare", 32) == [0.96, 0.96, 0.96]
+    met = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    assert met["ok"] is True and not met["unstable"]
+    assert "rounds 0.96 / 0.96 / 0.96, spread 0 %" in met["detail"]
+
+
+def test_a_ratio_below_its_target_in_agreeing_rounds_is_missed():
+    run = results({"bare": [1000, 1010, 990], "ours-redis": [850, 860, 840]})
+    missed = target(run, "ours-redis req/s >= 0.9x bare (c=32)")
+    assert missed["ok"] is False and not missed["unstable"]
+
+
+def test_rounds_that_disagree_by_more_than_ten_percent_are_unstable_not_met():
+    # The medians alone would say 1.0: the rounds say 0.8 to 1.2.
+    run = results({"bare": [1000, 1000, 1000], "ours-local": [800, 1000, 1200]})
+    unstable = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    assert unstable["unstable"] and unstable["ok"] is None
+    assert abs(report.spread([0.8, 1.0, 1.2]) - 0.4) < 1e-9
+
+
+def test_p99_is_held_to_one_and_a_quarter_of_the_reference():
+    run = results(
+        {"bare": [1000, 1000, 1000], "ours-redis": [950, 950, 950]},
+        p99={"bare": [10.0, 10.0, 10.0], "ours-redis": [13.0, 13.1, 12.9]},
+    )
+    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32)")
+    assert p99["ok"] is False and abs(p99["value"] - 1.3) < 1e-9
+
+
+def test_the_markdown_names_every_mode_and_marks_unstable_targets():
+    run = results({"bare": [1000, 1000, 1000], "ours-local": [800, 1000, 1200]})
+    run |= {
+        "timestamp": "T",
+        "quick": True,
+        "git": {"commit": "0" * 40, "dirty": False},
+        "machine": {"cpus": 2, "loadavg_at_start": [0, 0, 0]},
+        "config": run["config"]
+        | {"workers": 4, "wrk_threads": 2, "duration_s": 3, "warmup_s": 1, "users": 10, "token_users": 10, "rounds": 3},
+        "sql_count_method": "transactions",
+        "versions": {},
+    }
+    for data in run["modes"].values():
+        data["phases"][0] |= {
+            "p50_ms": 1.0,
+            "sql_per_req": 0.0,
+            "redis_per_req": 0.0,
+            "errors_total": 0,
+            "rps_by_round": [r["rps"] for r in data["rounds"]],
+        }
+    text = report.markdown(run, "chart.png")
+    assert "- **bare**: the reference" in text and "- **ours-local**:" in text
+    assert "| ours-local req/s >= 0.95x bare (c=32) |" in text and "| unstable |" in text
