@@ -49,8 +49,17 @@ _COUNTERS = (
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+# The histogram's children by label values (bounded: methods, views and statuses are few), so a
+# request skips ``labels()``'s validation and locking.
+_children: dict[tuple[str, str, int], Any] = {}
+
+
 def request_observe(*, method: str, view: str, status: int, seconds: float) -> None:
-    REQUEST_LATENCY.labels(method if method in _METHODS else "other", view, str(status)).observe(seconds)
+    key = (method if method in _METHODS else "other", view, status)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = REQUEST_LATENCY.labels(key[0], view, str(status))
+    child.observe(seconds)
 
 
 class CacheStatsCollector(Collector):

@@ -1,13 +1,18 @@
-"""The browser-only middleware: sessions, the session user and messages, which bearer-token API calls skip."""
+"""Middleware that steps aside when it has nothing to do: the browser-only layers (sessions, the
+session user, messages) on bearer-token API calls, and CORS while no origin is allowed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+from corsheaders.conf import conf as cors_conf
+from corsheaders.middleware import CorsMiddleware as _CorsMiddleware
+from corsheaders.signals import check_request_enabled
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.signals import setting_changed
 from django.http import HttpRequest
 
 
@@ -40,3 +45,41 @@ class BrowserAuthenticationMiddleware(_BrowserOnly, AuthenticationMiddleware):
 
 class BrowserMessageMiddleware(_BrowserOnly, MessageMiddleware):
     """Django's messages, except on bearer-token API calls."""
+
+
+class CorsMiddleware(_CorsMiddleware):
+    """django-cors-headers, stepping aside while no origin is allowed (the default): then no
+    answer differs by ``Origin`` and there is nothing to add to any response.
+
+    Whether any origin is allowed is read from the settings once (django-cors-headers reads
+    each setting through a property on every request), and again when a setting changes.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not _cors_in_use():
+            return self.get_response(request)
+        return super().__call__(request)
+
+
+_cors_state: list[bool] = []
+
+
+def _cors_in_use() -> bool:
+    if not _cors_state:
+        _cors_state.append(
+            bool(
+                cors_conf.CORS_ALLOWED_ORIGINS
+                or cors_conf.CORS_ALLOW_ALL_ORIGINS
+                or cors_conf.CORS_ALLOWED_ORIGIN_REGEXES
+            )
+        )
+    # A receiver of django-cors-headers' signal may allow an origin for any request.
+    return _cors_state[0] or bool(check_request_enabled.receivers)
+
+
+def _forget_cors_state(*, setting: str, **_: Any) -> None:
+    if setting.startswith("CORS_"):
+        _cors_state.clear()
+
+
+setting_changed.connect(_forget_cors_state, dispatch_uid="project-middleware-cors-state")

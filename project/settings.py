@@ -63,11 +63,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "cachemgmt.middleware.RequestLogMiddleware",
     # Browser apps on other origins (CORS_ALLOWED_ORIGINS): preflights answered here, first.
-    "corsheaders.middleware.CorsMiddleware",
+    "project.middleware.CorsMiddleware",
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Sessions, the session user and messages serve the admin and the staff endpoints' session
-    # login; bearer-token API calls skip them (project.middleware.is_bearer_api_call).
+    # Sessions, the session user and messages serve the admin and the staff endpoints'
+    # session login; bearer-token API calls skip them (project.middleware.is_bearer_api_call).
     "project.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -302,6 +302,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["project.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "project.negotiation.JSONFirstNegotiation",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "project.errors.api_exception_handler",

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from project import request_context
@@ -154,29 +156,61 @@ def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_
     assert ran["request_id"] == "req-queued-it"
 
 
-def test_access_line_fast_path_matches_the_structlog_chain():
-    """The direct JSON path for the access line renders what the generic chain renders."""
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+
+
+@pytest.mark.parametrize(
+    ("path", "request_id"),
+    [
+        ("/api/me", "req-1"),
+        (f"/api/reset/{JWT}", "req-1"),  # a credential in the path
+        ("/api/me", JWT),  # ... or in the id a client sent
+        ("/api/password=hunter2/x", "req-1"),
+        ("/api/caf\u00e9/Bearer abcdefghijkl", "req-1"),  # not ASCII: the case-insensitive search
+    ],
+)
+def test_access_line_fast_path_matches_the_structlog_chain(path, request_id):
+    """The direct JSON path for the access line renders what the generic chain renders,
+    redaction included."""
     import json
     import logging
 
     import structlog
 
-    from project.logging import FOREIGN_PRE_CHAIN, Formatter, renderer
+    from project.logging import FOREIGN_PRE_CHAIN, Formatter, redact_event, renderer
 
-    fields = {"method": "GET", "path": "/api/me", "status": 200, "duration_ms": 1.5, "user_id": 7}
+    fields = {"method": "GET", "path": path, "status": 200, "duration_ms": 1.5, "user_id": 7}
     fields |= {"context_cache": "hit", "view": "me"}
     record = logging.getLogger("project.request").makeRecord(
         "project.request", logging.INFO, __file__, 1, "request", (), None, extra=fields
     )
-    tokens = structlog.contextvars.bind_contextvars(request_id="req-1")
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         fast = json.loads(Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record))
-        chain = json.loads(
-            structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record)
+        # structlog's chain with the same redaction step every other record goes through.
+        generic = structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_event,
+                renderer,
+            ],
+            foreign_pre_chain=FOREIGN_PRE_CHAIN,
         )
+        chain = json.loads(generic.format(record))
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
     fast.pop("timestamp")
     chain.pop("timestamp")
     assert fast == chain
-    assert fast["request_id"] == "req-1" and fast["path"] == "/api/me"
+    assert JWT not in json.dumps(fast) and "hunter2" not in json.dumps(fast) and "abcdefghijkl" not in json.dumps(fast)
+    if path == "/api/me" and request_id == "req-1":
+        assert fast["request_id"] == "req-1" and fast["path"] == "/api/me"
+
+
+@given(st.text(max_size=80) | st.from_regex(r"[ -~]{0,20}(eyJ|BeArEr|Basic|://u:p@|PassWord|API-key|CSRF)[ -~]{0,20}"))
+@settings(max_examples=300, deadline=None)
+def test_the_quick_credential_check_agrees_with_the_case_insensitive_search(text):
+    from project.logging import _SUSPECT, suspect
+
+    assert suspect(text) == bool(_SUSPECT.search(text))

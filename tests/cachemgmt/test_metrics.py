@@ -79,6 +79,23 @@ def test_requests_are_labelled_by_method_and_odd_methods_share_one_label(client)
     assert not any(s.labels.get("method") == "BREW" for s in latency)
 
 
+@pytest.mark.django_db
+def test_each_observation_lands_once_and_odd_methods_do_not_grow_the_label_cache():
+    from prometheus_client import REGISTRY
+
+    from cachemgmt import metrics
+
+    def count(method: str) -> float:
+        labels = {"method": method, "view": "me", "status": "405"}
+        return REGISTRY.get_sample_value("http_request_duration_seconds_count", labels) or 0.0
+
+    before = count("other")
+    for index in range(50):
+        metrics.request_observe(method=f"M{index}", view="me", status=405, seconds=0.001)
+    assert count("other") == before + 50
+    assert len([k for k in metrics._children if k[0] not in metrics._METHODS]) <= 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_near_cache_hits_zone_syncs_and_logins_are_counted(client, settings):
     from django.utils import timezone

@@ -69,3 +69,51 @@ def test_origins_from_the_environment(monkeypatch):
     assert env_origins("CORS_ALLOWED_ORIGINS") == [APP, "http://localhost:3000"]
     monkeypatch.setenv("CORS_ALLOWED_ORIGINS", "*")
     assert env_origins("CORS_ALLOWED_ORIGINS") == ["*"]
+
+
+@pytest.fixture
+def cors_work(monkeypatch) -> list[str]:
+    """Each response django-cors-headers looked at."""
+    from corsheaders.middleware import CorsMiddleware
+
+    seen: list[str] = []
+    original = CorsMiddleware.add_response_headers
+
+    def counting(self, request, response):
+        seen.append(request.path)
+        return original(self, request, response)
+
+    monkeypatch.setattr(CorsMiddleware, "add_response_headers", counting)
+    return seen
+
+
+def test_with_no_origin_allowed_cors_steps_aside(cors_work, bearer):
+    response = Client().get("/api/me", HTTP_ORIGIN=APP, **bearer(MembershipFactory().user))
+    assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+    assert cors_work == []
+
+
+def test_allowing_an_origin_at_run_time_brings_cors_back(settings, cors_work, bearer):
+    user = MembershipFactory().user
+    Client().get("/api/me", **bearer(user))
+    assert cors_work == []
+    settings.CORS_ALLOWED_ORIGINS = [APP]
+    response = Client().get("/api/me", HTTP_ORIGIN=APP, **bearer(user))
+    assert response.headers["access-control-allow-origin"] == APP
+    assert "origin" in response.headers["vary"].lower()
+    assert cors_work == ["/api/me"]
+
+
+def test_a_receiver_of_the_cors_signal_is_honoured_with_no_origin_listed(cors_work, bearer):
+    from corsheaders.signals import check_request_enabled
+
+    def allow_app(sender, request, **kwargs):
+        return request.headers.get("origin") == APP
+
+    check_request_enabled.connect(allow_app)
+    try:
+        response = Client().get("/api/me", HTTP_ORIGIN=APP, **bearer(MembershipFactory().user))
+    finally:
+        check_request_enabled.disconnect(allow_app)
+    assert response.headers["access-control-allow-origin"] == APP
+    assert cors_work == ["/api/me"]
