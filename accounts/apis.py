@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound, Throttled
 from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +31,7 @@ from accounts.sessions import EndReason, IssuedSession, RefreshRefused, session_
 from accounts.throttling import LoginThrottled, client_address, refresh_attempt_reserve
 from accounts.tokens import TokenClaims
 from cachemgmt.serializers import DetailSerializer
+from project.negotiation import JSON
 
 _UNAUTHORIZED = OpenApiResponse(DetailSerializer, description="Missing, malformed, expired or revoked token.")
 # Answers carrying a token or a context are never stored by a browser or a proxy.
@@ -200,8 +204,12 @@ class MeApi(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(operation_id="me", responses={200: UserContextSerializer, 401: _UNAUTHORIZED})
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         user = request.user
         if not isinstance(user, ContextUser):
             raise NotAuthenticated()
+        if request.accepted_media_type == JSON and isinstance(request.accepted_renderer, JSONRenderer):
+            # Plain JSON asked for (no indent or other parameter): the context's body, rendered
+            # once per context, with the headers DRF's rendering would give it.
+            return HttpResponse(user.context.public_json(), content_type=JSON, headers=_NO_STORE)
         return Response(user.context.public, headers=_NO_STORE)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 ZONES_READY = "ready"
@@ -37,6 +37,20 @@ class UserContext:
     permissions: frozenset[str]
     zones_stale_after: float | None
     public: dict[str, Any]
+    # ``public`` rendered as JSON, once per context object (``public_json``).
+    _rendered: list[bytes] = field(default_factory=list, compare=False, repr=False)
+
+    def public_json(self) -> bytes:
+        """``public`` exactly as DRF's JSON renderer writes it, rendered the first time only.
+
+        A context is immutable and one object serves every request of its user in this
+        process (``context_from_payload``), so its body is too.
+        """
+        if not self._rendered:
+            from rest_framework.renderers import JSONRenderer
+
+            self._rendered.append(JSONRenderer().render(self.public))
+        return self._rendered[0]
 
     @property
     def version(self) -> str:

@@ -208,6 +208,10 @@ def base_env(cfg: Config, db_url: str) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1",
             # The seed's access tokens must outlive a run (and the in-process tools run after it).
             "ACCESS_TOKEN_TTL": "86400",
+            # One pooled connection per sync worker (it serves one request at a time): eleven
+            # modes of 4 workers, each with its carrier's LISTEN connection, stay under
+            # PostgreSQL's default 100 connections.
+            "DB_MAX_CONNECTIONS": "1",
         }
     )
     return env

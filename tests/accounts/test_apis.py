@@ -282,3 +282,38 @@ def test_logout_without_token_is_401(api_client):
 def test_wrong_methods_get_405(api_client, member, bearer):
     assert api_client.get(LOGIN).status_code == 405
     assert api_client.post(ME, **bearer(member.user)).status_code == 405
+
+
+def test_me_body_is_rendered_once_per_context_and_matches_drfs_rendering(api_client, member, monkeypatch):
+    from rest_framework.renderers import JSONRenderer
+
+    token = login(api_client, member.user.username).json()["access_token"]
+    renders: list[object] = []
+    original = JSONRenderer.render
+
+    def counting(self, data, accepted_media_type=None, renderer_context=None):
+        renders.append(data)
+        return original(self, data, accepted_media_type, renderer_context)
+
+    monkeypatch.setattr(JSONRenderer, "render", counting)
+    plain = [api_client.get(ME, **auth(token)) for _ in range(3)]
+    # Rendered by DRF with a parameter asked for: the same object, indented.
+    indented = api_client.get(ME, HTTP_ACCEPT="application/json; indent=2", **auth(token))
+    assert all(r.status_code == 200 for r in [*plain, indented])
+    assert len({r.content for r in plain}) == 1
+    assert plain[0].content == original(JSONRenderer(), indented.json())
+    assert b"\n  " in indented.content and indented.json() == plain[0].json()
+    # Once for the plain answers (the context's first), once for the indented one.
+    assert len(renders) == 2
+    for header in ("Content-Type", "Cache-Control", "Allow", "X-Request-ID", "X-Frame-Options"):
+        assert plain[0].has_header(header) and indented.has_header(header)
+    assert plain[0]["Content-Type"] == "application/json" and plain[0]["Cache-Control"] == "no-store"
+
+
+def test_a_changed_context_gets_its_own_body(api_client, member):
+    token = login(api_client, member.user.username).json()["access_token"]
+    before = api_client.get(ME, **auth(token)).json()
+    services.role_set_permissions(role_id=member.role.pk, permission_codes=[])
+    after = api_client.get(ME, **auth(token)).json()
+    assert before["permissions"] == ["zones.view_zone"] and after["permissions"] == []
+    assert before["version"] != after["version"]
