@@ -392,8 +392,9 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
 def layer_table(layers: dict[str, Any]) -> str:
     """CPU µs per request in each layer of the request path, one column per mode (bench.layers)."""
     modes = [m for m in ORDER if m in layers]
+    # Rows in request order: the mode with the most layers first, the others' extra ones after.
     names: list[str] = []
-    for mode in modes:
+    for mode in sorted(modes, key=lambda m: -len(layers[m]["rows"])):
         for name, _ in layers[mode]["rows"]:
             if name not in names:
                 names.append(name)

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import sql
 
 from bench.benchrun import BenchRun
-from bench.config import CACHED, PER_PROCESS_CACHE, ROOT, USES_REDIS, Config, log, tokens_of
+from bench.config import CACHED, PER_PROCESS_CACHE, REFERENCE, ROOT, USES_REDIS, Config, log, tokens_of
 from bench.measurements import Meter, exact_counts, load_phase, percentile, run_wrk, sequential
 from bench.postgres import Postgres
 from bench.redis_probe import RedisProbe
@@ -69,8 +69,13 @@ def run_rounds(run: BenchRun) -> None:
     in the machine's background load touches every mode alike instead of whichever ran then."""
     cfg, servers = run.cfg, run.servers
     modes = list(servers)
+    # The reference and the modes held to a ratio of it run back to back (seconds apart, not a
+    # minute): this machine's speed moves within a minute, and a ratio is only as good as the
+    # two phases it divides being measured in the same conditions.
+    block = [m for m in modes if m in TARGET_BLOCK]
+    rest = [m for m in modes if m not in TARGET_BLOCK]
     for round_index in range(cfg.rounds):
-        order = modes[round_index % len(modes) :] + modes[: round_index % len(modes)]
+        order = _rotated(block, round_index) + _rotated(rest, round_index)
         for connections in cfg.concurrency:
             for mode in order:
                 server = servers[mode]
@@ -86,6 +91,16 @@ def run_rounds(run: BenchRun) -> None:
     for mode in modes:
         data = run.modes[mode]
         data["phases"] = [combine([p for p in data["rounds"] if p["connections"] == c]) for c in cfg.concurrency]
+
+
+TARGET_BLOCK = (REFERENCE, "ours-local", "ours-redis")
+
+
+def _rotated(modes: list[str], by: int) -> list[str]:
+    if not modes:
+        return modes
+    by %= len(modes)
+    return modes[by:] + modes[:by]
 
 
 def combine(phases: list[dict[str, Any]]) -> dict[str, Any]:
