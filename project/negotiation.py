@@ -19,9 +19,9 @@ class JSONFirstNegotiation(DefaultContentNegotiation):
     gets that renderer without parsing headers or the query string.
 
     DRF reaches the same answer after building the request's header mapping, its query
-    dictionary and a parsed ``Accept`` list, which costs about as much as the rest of a
-    cached, authenticated request. Any other request (``?format=``, a format suffix, another
-    media type, an empty ``Accept``, which DRF refuses with 406) is negotiated by DRF.
+    dictionary and a parsed ``Accept`` list: a fifth of a bare DRF request's time. Any other
+    request (``?format=``, a format suffix, another media type, an empty ``Accept``, which DRF
+    refuses with 406) is negotiated by DRF.
     """
 
     def select_renderer(
