@@ -208,7 +208,7 @@ class MeApi(APIView):
         user = request.user
         if not isinstance(user, ContextUser):
             raise NotAuthenticated()
-        if request.accepted_media_type == JSON and isinstance(request.accepted_renderer, JSONRenderer):
+        if request.accepted_media_type == JSON and type(request.accepted_renderer) is JSONRenderer:
             # Plain JSON asked for (no indent or other parameter): the context's body, rendered
             # once per context, with the headers DRF's rendering would give it.
             return HttpResponse(user.context.public_json(), content_type=JSON, headers=_NO_STORE)

@@ -179,7 +179,8 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.name != ACCESS_LOGGER or record.exc_info or not isinstance(renderer.inner(), _JSON):
             return str(super().format(record))
-        event: dict[str, Any] = {"event": record.getMessage()}
+        message = record.getMessage()
+        event: dict[str, Any] = {"event": message}
         for key, value in structlog.contextvars.get_contextvars().items():
             event[key] = (
                 value
@@ -190,18 +191,25 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
         event["logger"] = record.name
         event["timestamp"] = _iso_utc(record.created)
         fields = record.__dict__
-        texts = []
+        texts = [message]
         for name in _ACCESS_FIELDS:
-            value = event[name] = fields.get(name)
-            if value is not None and not isinstance(value, int | float):
-                texts.append(value if isinstance(value, str) else repr(value))
-        if texts and suspect("\n".join(texts)):
+            value = fields.get(name)
+            if value.__class__ in _PLAIN:
+                event[name] = value
+                if value.__class__ is str:
+                    texts.append(value)
+            else:  # any other object: the generic redaction (its repr may hide what JSON writes)
+                event[name] = _redact(name, value)
+        if suspect("\n".join(texts)):
+            event["event"] = scrub_text(message)
             for name in _ACCESS_FIELDS:
                 event[name] = _redact(name, event[name])
         return _ENCODER.encode(event)
 
 
 _ENCODER = json.JSONEncoder(default=repr)
+# Values the direct path writes as they are once the credential check passed.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _second: list[Any] = [None, ""]
 
 
@@ -216,7 +224,9 @@ def _iso_utc(created: float) -> str:
     return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
 
 
-# Nothing renders where a call was made from, nor the thread: records skip finding them.
+# Nothing renders where a call was made from, nor the thread: records skip finding them. This is
+# process-wide (Python's documented optimisation): every record, of any library, carries no file,
+# line or function, and ``stack_info`` / ``stacklevel`` have no effect.
 logging._srcfile = None
 logging.logThreads = False
 logging.captureWarnings(True)

@@ -49,7 +49,9 @@ class BrowserMessageMiddleware(_BrowserOnly, MessageMiddleware):
 
 class CorsMiddleware(_CorsMiddleware):
     """django-cors-headers, stepping aside while no origin is allowed (the default): then no
-    answer differs by ``Origin`` and there is nothing to add to any response.
+    answer carries CORS headers whatever the ``Origin``, so none needs ``Vary: Origin``, and a
+    preflight reaches the view (which answers it as any other OPTIONS request) instead of an
+    empty 200 without ``Access-Control-Allow-Origin``: a browser refuses both alike.
 
     Whether any origin is allowed is read from the settings once (django-cors-headers reads
     each setting through a property on every request), and again when a setting changes.

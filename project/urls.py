@@ -3,7 +3,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLPattern, include, path
+from django.urls.resolvers import RoutePattern
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts import urls as accounts_urls
@@ -18,6 +20,9 @@ def _mounted(prefix: str, routes: list[URLPattern]) -> list[URLPattern]:
     ``path(prefix, include(...))`` would resolve every API request through a second resolver
     level (a match object per level); the same routes mounted flat resolve in one.
     """
+    for route in routes:
+        if not isinstance(route, URLPattern) or not isinstance(route.pattern, RoutePattern):
+            raise ImproperlyConfigured(f"{route!r}: only path() routes can be mounted under {prefix!r}")
     return [path(prefix + str(route.pattern), route.callback, route.default_args, route.name) for route in routes]
 
 

@@ -214,3 +214,47 @@ def test_the_quick_credential_check_agrees_with_the_case_insensitive_search(text
     from project.logging import _SUSPECT, suspect
 
     assert suspect(text) == bool(_SUSPECT.search(text))
+
+
+class _QuietDict(dict):
+    def __repr__(self) -> str:
+        return "{}"
+
+
+@pytest.mark.parametrize(
+    ("message", "view"),
+    [
+        ("token=%s", "me"),  # a secret in the message itself
+        ("request", _QuietDict(token="s3cret")),  # an object whose repr hides what JSON writes
+        ("request", {"b", "a"}),  # a set: written as the generic path writes it
+    ],
+)
+def test_access_line_fast_path_redacts_the_message_and_any_object(message, view):
+    import json
+    import logging
+
+    import structlog
+
+    from project.logging import FOREIGN_PRE_CHAIN, Formatter, redact_event, renderer
+
+    fields = {"method": "GET", "path": "/api/me", "status": 200, "duration_ms": 1.5, "user_id": 7}
+    fields |= {"context_cache": "hit", "view": view}
+    args = ("s3cret",) if "%s" in message else ()
+    record = logging.getLogger("project.request").makeRecord(
+        "project.request", logging.INFO, __file__, 1, message, args, None, extra=fields
+    )
+    generic = structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_event,
+            renderer,
+        ],
+        foreign_pre_chain=FOREIGN_PRE_CHAIN,
+    )
+    fast_text = Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record)
+    fast, chain = json.loads(fast_text), json.loads(generic.format(record))
+    fast.pop("timestamp")
+    chain.pop("timestamp")
+    assert fast == chain
+    assert "s3cret" not in fast_text

@@ -90,6 +90,7 @@ def cors_work(monkeypatch) -> list[str]:
 def test_with_no_origin_allowed_cors_steps_aside(cors_work, bearer):
     response = Client().get("/api/me", HTTP_ORIGIN=APP, **bearer(MembershipFactory().user))
     assert response.status_code == 200 and "access-control-allow-origin" not in response.headers
+    assert "origin" not in response.get("Vary", "").lower()  # no answer differs by Origin
     assert cors_work == []
 
 
