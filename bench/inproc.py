@@ -12,10 +12,8 @@ network and of the machine's background load as far as CPU time goes.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from bench.config import parse_args, tokens_of
+    from bench.layers import wsgi_environ
     from bench.postgres import Postgres
     from bench.server import base_env, mode_env
 
@@ -56,24 +55,7 @@ def main() -> None:
         return lambda data: None
 
     def call(token: str) -> None:
-        environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": "/api/me",
-            "QUERY_STRING": "",
-            "SERVER_NAME": "127.0.0.1",
-            "SERVER_PORT": "8000",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "HTTP_HOST": "127.0.0.1",
-            "HTTP_AUTHORIZATION": token,
-            "REMOTE_ADDR": "127.0.0.1",
-            "wsgi.input": io.BytesIO(b""),
-            "wsgi.errors": sys.stderr,
-            "wsgi.url_scheme": "http",
-            "wsgi.version": (1, 0),
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-        }
+        environ = wsgi_environ(token)
         response = app(environ, start_response)
         b"".join(response)
         response.close()

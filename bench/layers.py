@@ -51,7 +51,8 @@ def _probe_class(index: int) -> str:
     return f"bench.layers.{name}"
 
 
-def _environ(token: str) -> dict[str, Any]:
+def wsgi_environ(token: str) -> dict[str, Any]:
+    """A WSGI environ for ``GET /api/me`` with ``token`` as its ``Authorization`` header."""
     return {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/api/me",
@@ -110,7 +111,7 @@ def measure(mode: str, run_dir: Path, requests: int, batches: int) -> list[tuple
         return lambda data: None
 
     def call(token: str) -> None:
-        response = app(_environ(token), start_response)
+        response = app(wsgi_environ(token), start_response)
         b"".join(response)
         response.close()
 

@@ -74,6 +74,18 @@ def _zones_status(last_ok: Any, last_status: str | None) -> str:
     return "ready"
 
 
+def _last_sync_status() -> str:
+    """The zones status from the last finished sync, one plain ORM statement."""
+    last = (
+        ZoneSyncRun.objects.exclude(status="running")
+        .order_by("-started_at")
+        .values_list("status", "finished_at")
+        .first()
+    )
+    last_status, last_ok = (last[0], last[1] if last[0] == "ok" else None) if last else (None, None)
+    return _zones_status(last_ok, last_status)
+
+
 def _public(
     *,
     user: Any,
@@ -137,13 +149,6 @@ def naive_context(user: Any) -> dict[str, Any]:
             f"{app}.{code}" for app, code in role_row.permissions.values_list("content_type__app_label", "codename")
         ]
         zones = list(Zone.objects.filter(assignments__organization_id=org.pk).values_list("code", "name"))
-    last = (
-        ZoneSyncRun.objects.exclude(status="running")
-        .order_by("-started_at")
-        .values_list("status", "finished_at")
-        .first()
-    )
-    last_status, last_ok = (last[0], last[1] if last[0] == "ok" else None) if last else (None, None)
     return _public(
         user=user,
         display_name=profile.display_name if profile else None,
@@ -151,7 +156,7 @@ def naive_context(user: Any) -> dict[str, Any]:
         role=role,
         permissions=permissions,
         zones=zones,
-        zones_status=_zones_status(last_ok, last_status),
+        zones_status=_last_sync_status(),
     )
 
 
@@ -207,13 +212,6 @@ def typical_context(user: Any) -> dict[str, Any]:
         .filter(user_id=user.pk, is_active=True, organization__is_active=True)
         .first()
     )
-    last = (
-        ZoneSyncRun.objects.exclude(status="running")
-        .order_by("-started_at")
-        .values_list("status", "finished_at")
-        .first()
-    )
-    last_status, last_ok = (last[0], last[1] if last[0] == "ok" else None) if last else (None, None)
     profile = getattr(user, "profile", None) if membership is None else getattr(membership.user, "profile", None)
     organization = role = None
     permissions: list[str] = []
@@ -231,7 +229,7 @@ def typical_context(user: Any) -> dict[str, Any]:
         role=role,
         permissions=permissions,
         zones=zones,
-        zones_status=_zones_status(last_ok, last_status),
+        zones_status=_last_sync_status(),
     )
 
 

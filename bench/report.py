@@ -11,9 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import MODES, REFERENCE
+from bench.targets import (
+    OURS,
+    THROUGHPUT_TARGETS,
+    UNSTABLE_SPREAD,
+    concurrencies,
+    fmt,
+    phases_of,
+    ratio_cell,
+    ratio_of,
+    round_ratios,
+    sql_text,
+    targets,
+)
 
 PEERS = ("naive", "cachalot", "simplejwt", "simplejwt-tuned", "knox", "seed-ttl")
-OURS = ("ours-local", "ours-redis", "ours-redis-direct")
 ORDER = tuple(MODES)
 # What each mode is, one line each (the report's legend).
 DESCRIPTIONS = {
@@ -33,157 +45,6 @@ DESCRIPTIONS = {
     "ours-redis": "this project with Redis and its near cache (the default with REDIS_URL)",
     "ours-redis-direct": "this project with Redis, near cache off (one Redis round trip per request)",
 }
-# A ratio whose rounds disagree by more than this (max - min, over the median) is not a result.
-UNSTABLE_SPREAD = 0.10
-# The request path's targets against the reference: throughput share, and p99 at most this multiple.
-THROUGHPUT_TARGETS = (("ours-redis", 0.9), ("ours-local", 0.95))
-P99_LIMIT = 1.25
-LOGIN_P50_MS = 60.0
-
-
-def _phases(results: dict[str, Any], mode: str) -> dict[int, dict[str, Any]]:
-    data = results["modes"].get(mode) or {}
-    return {p["connections"]: p for p in data.get("phases", [])}
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or not b:
-        return None
-    return a / b
-
-
-def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}{suffix}"
-
-
-def _sql(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    return f"{value:.4f}" if abs(value) < 0.1 else f"{value:.2f}"
-
-
-def _cell(results: dict[str, Any], mode: str, other: str, c: int, key: str = "rps") -> str:
-    return _fmt(_ratio(_phases(results, mode).get(c, {}).get(key), _phases(results, other).get(c, {}).get(key)))
-
-
-def concurrencies(results: dict[str, Any]) -> list[int]:
-    return list(results["config"]["concurrency"])
-
-
-def round_ratios(results: dict[str, Any], mode: str, other: str, c: int, key: str = "rps") -> list[float]:
-    """``mode``'s figure over ``other``'s, round by round (both measured in the same round)."""
-
-    def by_round(name: str) -> dict[int, float]:
-        data = results["modes"].get(name) or {}
-        return {p["round"]: p[key] for p in data.get("rounds", []) if p["connections"] == c and p.get(key)}
-
-    mine, theirs = by_round(mode), by_round(other)
-    return [mine[r] / theirs[r] for r in sorted(mine) if r in theirs]
-
-
-def spread(values: list[float]) -> float | None:
-    """How far the rounds disagree: (max - min) / median."""
-    if len(values) < 2:
-        return None
-    ordered = sorted(values)
-    middle = (
-        ordered[len(ordered) // 2]
-        if len(ordered) % 2
-        else (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
-    )
-    return (ordered[-1] - ordered[0]) / middle if middle else None
-
-
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every target, at every concurrency, with the measured value.
-
-    ``ok`` is True (met), False (not met) or None (not measured); a ratio whose rounds disagree
-    by more than ``UNSTABLE_SPREAD`` has ``unstable`` set and counts as neither met nor missed.
-    """
-    out: list[dict[str, Any]] = []
-    conc = concurrencies(results)
-
-    def add(
-        name: str, value: float | None, ok: bool | None, detail: str = "", rounds: list[float] | None = None
-    ) -> None:
-        width = spread(rounds or [])
-        unstable = width is not None and width > UNSTABLE_SPREAD
-        if rounds:
-            listed = " / ".join(f"{r:.2f}" for r in rounds)
-            detail = (detail + "; " if detail else "") + f"rounds {listed}, spread {width * 100:.0f} %"
-        out.append(
-            {"target": name, "value": value, "ok": None if unstable else ok, "unstable": unstable, "detail": detail}
-        )
-
-    def ratio_target(mode: str, c: int, key: str, limit: float, at_least: bool) -> None:
-        if mode not in results["modes"] or REFERENCE not in results["modes"]:
-            return
-        rounds = round_ratios(results, mode, REFERENCE, c, key)
-        value = _ratio(_phases(results, mode).get(c, {}).get(key), _phases(results, REFERENCE).get(c, {}).get(key))
-        what = "req/s" if key == "rps" else "p99"
-        sign = ">=" if at_least else "<="
-        ok = None if value is None else (value >= limit if at_least else value <= limit)
-        add(f"{mode} {what} {sign} {limit}x {REFERENCE} (c={c})", value, ok, rounds=rounds)
-
-    for mode, share in THROUGHPUT_TARGETS:
-        for c in conc:
-            ratio_target(mode, c, "rps", share, True)
-    for mode, _ in THROUGHPUT_TARGETS:
-        for c in conc:
-            ratio_target(mode, c, "p99_ms", P99_LIMIT, False)
-    background = _sql_background(results)
-    for mode in OURS:
-        phases = _phases(results, mode)
-        if phases:
-            statements = sum(p["sql_statements"] for p in phases.values())
-            requests = sum(p.get("served_by_server", p["requests"]) for p in phases.values())
-            value = statements / requests if requests else None
-            net = None if value is None else value - (background or 0.0)
-            add(
-                f"{mode} <= 0.001 SQL statements per warm request",
-                value,
-                None if net is None else net <= 0.001,
-                f"{statements} statements in {requests} requests; the anonymous modes, which run no SQL, show "
-                f"{_sql(background)} in the same windows: net {_sql(net)}",
-            )
-    counted = (results["modes"].get("ours-redis") or {}).get("counted") or {}
-    trips = counted.get("redis_roundtrips_per_req")
-    if counted:
-        served = max(1, sum(counted["served"].values()))
-        by_command = counted["redis_top_by_command"]
-        lookups = sum(v for k, v in by_command.items() if k in ("evalsha", "eval")) / served
-        leases = by_command.get("set", 0) / served
-        add(
-            "ours-redis <= 1 Redis command per warm request (client round trips)",
-            trips,
-            None if trips is None else trips <= 1.0,
-            f"per request: {lookups:.3f} EVALSHA (near-cache misses: one script reads entry and dependencies), "
-            f"{leases:.3f} SET (near-cache lease renewals, at most one per process every "
-            "31 ms), the rest are per-process counters flushed every 2 s; "
-            f"{_fmt(counted.get('redis_in_lua_per_req'))} more run inside the script",
-        )
-    login = (results["modes"].get("ours-redis") or {}).get("login")
-    if login:
-        add(
-            f"ours-redis login p50 <= {LOGIN_P50_MS:.0f} ms, unloaded",
-            login["p50_ms"],
-            login["p50_ms"] <= LOGIN_P50_MS,
-            f"{login['requests']} logins one at a time",
-        )
-    return out
-
-
-def _sql_background(results: dict[str, Any]) -> float | None:
-    """Statements per request counted while the anonymous modes (which run no SQL) were under load."""
-    phases = [p for mode in ("bare", "floor") for p in _phases(results, mode).values()]
-    if not phases:
-        return None
-    served = sum(p.get("served_by_server", p["requests"]) for p in phases)
-    return sum(p["sql_statements"] for p in phases) / served if served else None
 
 
 def markdown(results: dict[str, Any], chart_name: str) -> str:
@@ -219,13 +80,13 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
     w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for mode in modes:
         for c in conc:
-            p = _phases(results, mode).get(c)
+            p = phases_of(results, mode).get(c)
             if not p:
                 continue
             by_round = " / ".join(f"{x:.0f}" for x in p.get("rps_by_round", []))
             w(
                 f"| {mode} | {c} | {p['rps']:.0f} | {by_round} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
-                f"{_sql(p['sql_per_req'])} | {p['redis_per_req']:.3f} | {p['errors_total']} |"
+                f"{sql_text(p['sql_per_req'])} | {p['redis_per_req']:.3f} | {p['errors_total']} |"
             )
     w("")
     w(
@@ -251,8 +112,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         if not cnt:
             continue
         w(
-            f"| {mode} | {sum(cnt['served'].values())} | {_sql(cnt['sql_per_req'])} | "
-            f"{_fmt(cnt['redis_roundtrips_per_req'], 3)} | {_fmt(cnt['redis_in_lua_per_req'], 3)} | "
+            f"| {mode} | {sum(cnt['served'].values())} | {sql_text(cnt['sql_per_req'])} | "
+            f"{fmt(cnt['redis_roundtrips_per_req'], 3)} | {fmt(cnt['redis_in_lua_per_req'], 3)} | "
             f"{data.get('body_bytes')} |"
         )
     w("")
@@ -283,7 +144,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         cells = []
         for c in conc:
             rounds = round_ratios(results, mode, REFERENCE, c)
-            cells.append(f"{_cell(results, mode, REFERENCE, c)} ({' / '.join(f'{r:.2f}' for r in rounds)})")
+            cells.append(f"{ratio_cell(results, mode, REFERENCE, c)} ({' / '.join(f'{r:.2f}' for r in rounds)})")
         w(f"| {mode} | " + " | ".join(cells) + " |")
     w("")
     w("Throughput of ours against each peer (and each other):")
@@ -294,7 +155,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         for other in (*PEERS, *(o for o in OURS if o != ours)):
             if ours not in modes or other not in modes:
                 continue
-            cells = [_cell(results, ours, other, c) for c in conc]
+            cells = [ratio_cell(results, ours, other, c) for c in conc]
             w(f"| {ours} / {other} | " + " | ".join(cells) + " |")
     w("")
     w(f"p99 latency against {REFERENCE} (lower is better):")
@@ -302,7 +163,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
     w("| mode | " + " | ".join(f"c={c}" for c in conc) + " |")
     w("| --- |" + " ---: |" * len(conc))
     for mode in modes:
-        cells = [_cell(results, mode, REFERENCE, c, "p99_ms") for c in conc]
+        cells = [ratio_cell(results, mode, REFERENCE, c, "p99_ms") for c in conc]
         w(f"| {mode} | " + " | ".join(cells) + " |")
     w("")
     w("## Targets")
@@ -316,7 +177,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
     w("| --- | ---: | :---: |")
     for t in targets(results):
         met = "unstable" if t.get("unstable") else ("n/a" if t["ok"] is None else ("yes" if t["ok"] else "**no**"))
-        value = _sql(t["value"]) if "SQL" in t["target"] else _fmt(t["value"], 3)
+        value = sql_text(t["value"]) if "SQL" in t["target"] else fmt(t["value"], 3)
         detail = f" ({t['detail']})" if t["detail"] else ""
         w(f"| {t['target']} | {value}{detail} | {met} |")
     w("")
@@ -336,7 +197,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
                     continue
                 w(
                     f"| {mode} | {at_once} | {row['requests']} | {row['p50_ms']} | {row['p99_ms']} | "
-                    f"{_fmt(row['sql_per_req'])} | {_fmt(row['redis_roundtrips_per_req'])} |"
+                    f"{fmt(row['sql_per_req'])} | {fmt(row['redis_roundtrips_per_req'])} |"
                 )
     refresh = (results["modes"].get("ours-redis") or {}).get("refresh")
     if refresh:
@@ -348,7 +209,7 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         w("| --- | ---: | ---: | ---: | ---: | ---: |")
         w(
             f"| ours-redis | {refresh['requests']} | {refresh['p50_ms']} | {refresh['p99_ms']} | "
-            f"{_fmt(refresh['sql_per_req'])} | {_fmt(refresh['redis_roundtrips_per_req'])} |"
+            f"{fmt(refresh['sql_per_req'])} | {fmt(refresh['redis_roundtrips_per_req'])} |"
         )
     w("")
     cold = results.get("cold") or {}
@@ -363,8 +224,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         for level, data in cold.items():
             c, again = data["cold"], data["warm_again"]
             w(
-                f"| {int(level):,} | {c['requests']} | {c['p50_ms']} | {c['p99_ms']} | {_fmt(c['sql_per_req'])} | "
-                f"{_fmt(c['redis_roundtrips_per_req'])} | {again['p50_ms']} |"
+                f"| {int(level):,} | {c['requests']} | {c['p50_ms']} | {c['p99_ms']} | {fmt(c['sql_per_req'])} | "
+                f"{fmt(c['redis_roundtrips_per_req'])} | {again['p50_ms']} |"
             )
         w("")
     memory = results.get("memory") or {}
@@ -424,9 +285,9 @@ def seed_claims(results: dict[str, Any]) -> str:
     naive = results["modes"].get("naive") or {}
     ours = results["modes"].get("ours-redis") or {}
     nl, ol = naive.get("login") or {}, ours.get("login") or {}
-    n_phase = _phases(results, "naive").get(c, {})
-    o_phase = _phases(results, "ours-redis").get(c, {})
-    cach = _phases(results, "cachalot").get(c, {})
+    n_phase = phases_of(results, "naive").get(c, {})
+    o_phase = phases_of(results, "ours-redis").get(c, {})
+    cach = phases_of(results, "cachalot").get(c, {})
     rows = [
         (
             "login latency",
@@ -434,12 +295,12 @@ def seed_claims(results: dict[str, Any]) -> str:
             f"{nl.get('p50_ms', 'n/a')} ms p50 (p99 {nl.get('p99_ms', 'n/a')})",
             f"{ol.get('p50_ms', 'n/a')} ms p50 (p99 {ol.get('p99_ms', 'n/a')})",
         ),
-        ("DB calls per login", "4-5 -> 0.1", _fmt(nl.get("sql_per_req")), _fmt(ol.get("sql_per_req"))),
+        ("DB calls per login", "4-5 -> 0.1", fmt(nl.get("sql_per_req")), fmt(ol.get("sql_per_req"))),
         (
             "DB calls per authenticated request",
             "4-5 -> 0.1",
-            _sql(n_phase.get("sql_per_req")),
-            _sql(o_phase.get("sql_per_req")),
+            sql_text(n_phase.get("sql_per_req")),
+            sql_text(o_phase.get("sql_per_req")),
         ),
         (
             f"req/s with Redis (c={c})",
@@ -478,13 +339,13 @@ def chart(results: dict[str, Any], path: Path) -> None:
     for index, c in enumerate(conc):
         xs = [i + (index - (len(conc) - 1) / 2) * width for i in range(len(modes))]
         shares = [
-            _ratio(_phases(results, m).get(c, {}).get("rps"), _phases(results, REFERENCE).get(c, {}).get("rps"))
+            ratio_of(phases_of(results, m).get(c, {}).get("rps"), phases_of(results, REFERENCE).get(c, {}).get("rps"))
             for m in modes
         ]
-        p99 = [_phases(results, m).get(c, {}).get("p99_ms", 0) for m in modes]
+        p99 = [phases_of(results, m).get(c, {}).get("p99_ms", 0) for m in modes]
         bars = axes[0].bar(xs, [v or 0 for v in shares], width, label=f"{c} connections")
         axes[1].bar(xs, p99, width, label=f"{c} connections", color=bars.patches[0].get_facecolor())
-        reference_p99 = _phases(results, REFERENCE).get(c, {}).get("p99_ms")
+        reference_p99 = phases_of(results, REFERENCE).get(c, {}).get("p99_ms")
         if reference_p99:
             axes[1].axhline(reference_p99, linestyle="--", linewidth=0.8, color=bars.patches[0].get_facecolor())
     axes[0].axhline(1.0, color="black", linewidth=1.2, label=f"{REFERENCE} = 1.0")
@@ -511,7 +372,7 @@ def summary(results: dict[str, Any]) -> str:
     out = ["mode               conns   req/s   p50ms   p99ms   sql/req  redis/req  errors"]
     for mode in [m for m in ORDER if m in results["modes"]]:
         for c in conc:
-            p = _phases(results, mode).get(c)
+            p = phases_of(results, mode).get(c)
             if p:
                 out.append(
                     f"{mode:<18} {c:>5} {p['rps']:>7.0f} {p['p50_ms']:>7.2f} {p['p99_ms']:>7.2f} "
@@ -520,7 +381,7 @@ def summary(results: dict[str, Any]) -> str:
     out.append("")
     for t in targets(results):
         met = "UNSTABLE" if t.get("unstable") else ("n/a" if t["ok"] is None else ("MET" if t["ok"] else "NOT MET"))
-        out.append(f"{met:>8}  {t['target']}: {_fmt(t['value'], 4)} {t['detail']}")
+        out.append(f"{met:>8}  {t['target']}: {fmt(t['value'], 4)} {t['detail']}")
     return "\n".join(out)
 
 

@@ -19,22 +19,14 @@ Nothing here is imported by the product.
 
 import os
 
+from bench import config as _bench_config
 from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS, SECRET_KEY
 
 BENCH_MODE = os.environ.get("BENCH_MODE", "ours-local")
-BENCH_MODES = (
-    "floor",
-    "naive",
-    "cachalot",
-    "simplejwt",
-    "simplejwt-tuned",
-    "knox",
-    "seed-ttl",
-    "ours-local",
-    "ours-redis",
-    "ours-redis-direct",
-)
+BENCH_MODES = tuple(
+    m for m in _bench_config.MODES if m not in _bench_config.WSGI_MODULE
+)  # bare is a project of its own
 if BENCH_MODE not in BENCH_MODES:
     raise SystemExit(f"BENCH_MODE: expected one of {', '.join(BENCH_MODES)}, got {BENCH_MODE!r}")
 

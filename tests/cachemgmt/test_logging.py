@@ -156,6 +156,23 @@ def test_a_real_worker_logs_with_the_id_of_the_request_that_queued_the_task(log_
     assert ran["request_id"] == "req-queued-it"
 
 
+def generic_formatter():
+    """structlog's chain with the same redaction step every record outside the direct path takes."""
+    import structlog
+
+    from project.logging import FOREIGN_PRE_CHAIN, redact_event, renderer
+
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_event,
+            renderer,
+        ],
+        foreign_pre_chain=FOREIGN_PRE_CHAIN,
+    )
+
+
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
 
 
@@ -177,7 +194,7 @@ def test_access_line_fast_path_matches_the_structlog_chain(path, request_id):
 
     import structlog
 
-    from project.logging import FOREIGN_PRE_CHAIN, Formatter, redact_event, renderer
+    from project.logging import FOREIGN_PRE_CHAIN, Formatter, renderer
 
     fields = {"method": "GET", "path": path, "status": 200, "duration_ms": 1.5, "user_id": 7}
     fields |= {"context_cache": "hit", "view": "me"}
@@ -187,17 +204,7 @@ def test_access_line_fast_path_matches_the_structlog_chain(path, request_id):
     tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
     try:
         fast = json.loads(Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record))
-        # structlog's chain with the same redaction step every other record goes through.
-        generic = structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                redact_event,
-                renderer,
-            ],
-            foreign_pre_chain=FOREIGN_PRE_CHAIN,
-        )
-        chain = json.loads(generic.format(record))
+        chain = json.loads(generic_formatter().format(record))
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
     fast.pop("timestamp")
@@ -233,9 +240,7 @@ def test_access_line_fast_path_redacts_the_message_and_any_object(message, view)
     import json
     import logging
 
-    import structlog
-
-    from project.logging import FOREIGN_PRE_CHAIN, Formatter, redact_event, renderer
+    from project.logging import FOREIGN_PRE_CHAIN, Formatter, renderer
 
     fields = {"method": "GET", "path": "/api/me", "status": 200, "duration_ms": 1.5, "user_id": 7}
     fields |= {"context_cache": "hit", "view": view}
@@ -243,17 +248,8 @@ def test_access_line_fast_path_redacts_the_message_and_any_object(message, view)
     record = logging.getLogger("project.request").makeRecord(
         "project.request", logging.INFO, __file__, 1, message, args, None, extra=fields
     )
-    generic = structlog.stdlib.ProcessorFormatter(
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
-            redact_event,
-            renderer,
-        ],
-        foreign_pre_chain=FOREIGN_PRE_CHAIN,
-    )
     fast_text = Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN).format(record)
-    fast, chain = json.loads(fast_text), json.loads(generic.format(record))
+    fast, chain = json.loads(fast_text), json.loads(generic_formatter().format(record))
     fast.pop("timestamp")
     chain.pop("timestamp")
     assert fast == chain

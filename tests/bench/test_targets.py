@@ -1,10 +1,10 @@
-"""The benchmark report: ratios against the reference round by round, and unstable ratios marked as such."""
+"""The benchmark's targets and report: ratios against the reference round by round, unstable ones marked."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench import report
+from bench import report, targets
 
 
 def results(rounds: dict[str, list[float]], p99: dict[str, list[float]] | None = None) -> dict[str, Any]:
@@ -34,16 +34,22 @@ def results(rounds: dict[str, list[float]], p99: dict[str, list[float]] | None =
 
 
 def target(run: dict[str, Any], name: str) -> dict[str, Any]:
-    (found,) = [t for t in report.targets(run) if t["target"] == name]
+    (found,) = [t for t in targets.targets(run) if t["target"] == name]
     return found
 
 
 def test_ratios_are_taken_round_by_round_against_the_reference():
     run = results({"bare": [1000, 2000, 1500], "ours-local": [960, 1920, 1440]})
-    assert report.round_ratios(run, "ours-local", "bare", 32) == [0.96, 0.96, 0.96]
+    assert targets.round_ratios(run, "ours-local", "bare", 32) == [0.96, 0.96, 0.96]
     met = target(run, "ours-local req/s >= 0.95x bare (c=32)")
     assert met["ok"] is True and not met["unstable"]
     assert "rounds 0.96 / 0.96 / 0.96, spread 0 %" in met["detail"]
+
+
+def test_a_single_round_is_judged_without_a_spread():
+    run = results({"bare": [1000], "ours-local": [900]})
+    one = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    assert one["ok"] is False and not one["unstable"] and "one round, no spread" in one["detail"]
 
 
 def test_a_ratio_below_its_target_in_agreeing_rounds_is_missed():
@@ -57,7 +63,7 @@ def test_rounds_that_disagree_by_more_than_ten_percent_are_unstable_not_met():
     run = results({"bare": [1000, 1000, 1000], "ours-local": [800, 1000, 1200]})
     unstable = target(run, "ours-local req/s >= 0.95x bare (c=32)")
     assert unstable["unstable"] and unstable["ok"] is None
-    assert abs(report.spread([0.8, 1.0, 1.2]) - 0.4) < 1e-9
+    assert abs(targets.spread([0.8, 1.0, 1.2]) - 0.4) < 1e-9
 
 
 def test_p99_is_held_to_one_and_a_quarter_of_the_reference():
