@@ -69,6 +69,7 @@ class BenchRun:
                 "duration_s": cfg.duration,
                 "rounds": cfg.rounds,
                 "warmup_s": cfg.warmup,
+                "phase_warmup_s": cfg.phase_warmup,
                 "concurrency": cfg.concurrency,
                 "users": cfg.users,
                 "token_users": cfg.token_users,

@@ -73,6 +73,7 @@ class Config:
     workers: int
     duration: int
     warmup: int
+    phase_warmup: int
     concurrency: list[int]
     users: int
     token_users: int
@@ -106,6 +107,9 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     parser.add_argument("--duration", type=int, help="seconds per load phase (default 6, quick 3)")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved phases (default 3, quick 3)")
     parser.add_argument("--warmup", type=int, help="seconds of warm-up per mode (default 5, quick 1)")
+    parser.add_argument(
+        "--phase-warmup", type=int, default=1, help="uncounted seconds of load before each measured phase (default 1)"
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", help="connections (default 8 32 100; quick 32 100)")
     parser.add_argument("--users", type=int, default=1000, help="users seeded for the load phases")
     parser.add_argument("--token-users", type=int, help="users whose tokens rotate (default 200, quick 100)")
@@ -138,6 +142,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
         workers=args.workers,
         duration=args.duration or (3 if quick else 6),
         warmup=args.warmup or (1 if quick else 5),
+        phase_warmup=args.phase_warmup,
         concurrency=args.concurrency or ([32, 100] if quick else [8, 32, 100]),
         users=args.users,
         token_users=args.token_users or (100 if quick else 200),

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--pyinstrument", type=Path, help="also profile one batch, writing pyinstrument's text here")
     args = parser.parse_args()
 
-    from bench.config import parse_args, tokens_of
+    from bench.config import WSGI_MODULE, parse_args, tokens_of
     from bench.layers import wsgi_environ
     from bench.postgres import Postgres
     from bench.server import base_env, mode_env
@@ -42,12 +42,12 @@ def main() -> None:
     os.environ.update(env)
     _, tokens = tokens_of(args.run_dir, args.mode)
 
-    import django
+    if args.mode in WSGI_MODULE:  # a project of its own
+        from django.core.wsgi import get_wsgi_application
 
-    django.setup()
-    from django.core.wsgi import get_wsgi_application
-
-    app = get_wsgi_application()
+        app = get_wsgi_application()
+    else:  # the application gunicorn serves
+        from project.wsgi import application as app
     statuses: dict[str, int] = {}
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:

@@ -103,6 +103,11 @@ class Meter:
 
 
 def load_phase(cfg: Config, meter: Meter, connections: int, tokens: Path, duration: int) -> dict[str, Any]:
+    """One measured phase, after ``cfg.phase_warmup`` seconds of the same load left uncounted: the
+    server (its per-process caches, the CPU's caches) is measured in its steady state, not in what
+    the other servers' phases left it in."""
+    if cfg.phase_warmup > 0:
+        run_wrk(cfg, meter.server.port, connections, cfg.phase_warmup, tokens)
     before = meter.read()
     load_before = os.getloadavg()[0]
     result = run_wrk(cfg, meter.server.port, connections, duration, tokens)

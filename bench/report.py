@@ -63,7 +63,8 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         f"(`-t{cfg['wrk_threads']}`), PostgreSQL and Redis; load average at start "
         f"{results['machine']['loadavg_at_start']} (a virtual machine whose speed drifts by tens of percent "
         "from minute to minute: absolute numbers are noisy, ratios taken within one run are the figures to read). "
-        f"{cfg['duration_s']} s per phase after {cfg['warmup_s']} s of warm-up per mode; {cfg['users']} users, tokens "
+        f"{cfg['duration_s']} s per phase after {cfg['warmup_s']} s of warm-up per mode"
+        f"{phase_warmup_text(cfg)}; {cfg['users']} users, tokens "
         f"rotating over {cfg['token_users']} of them; run took {results.get('total_s')} s."
     )
     w("")
@@ -402,3 +403,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def phase_warmup_text(cfg: dict[str, Any]) -> str:
+    seconds = cfg.get("phase_warmup_s", 0)  # runs before it had none
+    return f" and {seconds} s of uncounted load before each phase" if seconds else ""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -52,6 +53,12 @@ logger = logging.getLogger("cachemgmt.carrier")
 
 TRUST_SECONDS = 1.0
 IDLE_SECONDS = 0.2
+# A process's own carrier on a LISTEN connection wakes this often to renew its trust when nothing
+# is committed (a notification wakes it at once whatever this is). Every wake of a background
+# thread costs a worker serving requests several milliseconds of CPU: a thread waiting for the
+# interpreter lock is woken, and loses the lock again, at each of the serving thread's socket
+# calls. Two renewals within the trust bound are the margin.
+LOCAL_IDLE_SECONDS = TRUST_SECONDS / 2
 POLL_SECONDS = 0.02
 LEADER_TTL_SECONDS = 3
 BATCH = 5000
@@ -212,7 +219,8 @@ def _run() -> None:
             # An idle wait on a healthy LISTEN connection proves nothing was committed since
             # the last pass: the next pass queries only after a NOTIFY, a reconnection or
             # VERIFY_SECONDS, so an idle deployment costs the database almost nothing.
-            need_pass = listener.wait(IDLE_SECONDS) or time.monotonic() - last_pass > VERIFY_SECONDS
+            idle = IDLE_SECONDS if shared else LOCAL_IDLE_SECONDS
+            need_pass = listener.wait(idle) or time.monotonic() - last_pass > VERIFY_SECONDS
         else:
             _stop.wait(POLL_SECONDS)
             need_pass = True
@@ -395,6 +403,7 @@ class _Listener:
 
     def __init__(self) -> None:
         self._conn: Any = None
+        self._poller: Any = None
 
     def _connect(self) -> Any:
         import psycopg
@@ -411,6 +420,8 @@ class _Listener:
         keepalives = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
         conn = psycopg.connect(**{**keepalives, **params}, autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._poller = select.poll()
+        self._poller.register(conn.fileno(), select.POLLIN)
         return conn
 
     def wait(self, timeout: float) -> bool:
@@ -421,7 +432,12 @@ class _Listener:
             if self._conn is None:
                 self._conn = self._connect()  # LISTEN first: the pass that follows sees the rest
                 return True
-            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            # One wait on the socket, the interpreter lock released throughout: psycopg's own
+            # timed wait wakes repeatedly near its deadline, and each wake takes the lock from the
+            # thread serving requests (several milliseconds of CPU per call under load).
+            if not self._poller.poll(timeout * 1000):
+                return bool(self._conn.closed or self._conn.broken)
+            for _ in self._conn.notifies(timeout=0, stop_after=1):
                 return True
             return bool(self._conn.closed or self._conn.broken)
         except Exception:

@@ -224,9 +224,12 @@ def _iso_utc(created: float) -> str:
     return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
 
 
-# Nothing renders where a call was made from, nor the thread: records skip finding them. This is
-# process-wide (Python's documented optimisation): every record, of any library, carries no file,
-# line or function, and ``stack_info`` / ``stacklevel`` have no effect.
+# Nothing renders where a call was made from, nor the thread or process: records skip finding
+# them. This is process-wide (Python's documented optimisation): every record, of any library,
+# carries no file, line, function, thread or process, and ``stack_info`` / ``stacklevel`` have no
+# effect.
 logging._srcfile = None
 logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
 logging.captureWarnings(True)

@@ -66,11 +66,11 @@ MIDDLEWARE = [
     "project.middleware.CorsMiddleware",
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Sessions, the session user and messages serve the admin and the staff endpoints'
+    # Sessions, the session user, messages and CSRF serve the admin and the staff endpoints'
     # session login; bearer-token API calls skip them (project.middleware.is_bearer_api_call).
     "project.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
+    "project.middleware.BrowserCsrfViewMiddleware",
     "project.middleware.BrowserAuthenticationMiddleware",
     "project.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

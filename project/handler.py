@@ -1,0 +1,35 @@
+"""The WSGI application: two middleware chains, one for bearer-token API calls.
+
+A bearer-token API call (``project.middleware.is_bearer_api_call``) is authenticated by its
+header alone, so sessions, the session user, messages and CSRF have nothing to do on it. In
+one chain they would still be entered on every such call, each to step aside; here that call
+goes through a chain built without them, chosen from the WSGI environ before Django builds the
+request. Every other request goes through the whole ``MIDDLEWARE`` chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.core.handlers.wsgi import WSGIHandler, get_path_info
+
+from project.middleware import bearer_lane, is_bearer_api_environ
+
+
+class LaneWSGIHandler:
+    """A WSGI callable routing each request to one of two Django ``WSGIHandler``s (made after
+    ``django.setup()``, as Django's ``get_wsgi_application`` makes its one)."""
+
+    def __init__(self) -> None:
+        self.full = WSGIHandler()
+        with bearer_lane():
+            self.bearer = WSGIHandler()
+
+    def handler_for(self, environ: dict[str, Any]) -> WSGIHandler:
+        if is_bearer_api_environ(get_path_info(environ), environ):
+            return self.bearer
+        return self.full
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        return self.handler_for(environ)(environ, start_response)
