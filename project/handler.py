@@ -12,9 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler, get_path_info
+from django.utils.module_loading import import_string
 
-from project.middleware import bearer_lane, is_bearer_api_environ
+from project.middleware import is_bearer_api_environ, left_out_of_bearer_lane
+
+
+class _BearerLaneHandler(WSGIHandler):
+    """Django's handler with the middleware that bearer-token API calls do not need left out."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django builds the chain from the setting: it names the shorter list while the chain is
+        # built (once, at start-up, before any request), then the whole list again.
+        every = list(settings.MIDDLEWARE)
+        settings.MIDDLEWARE = [path for path in every if not left_out_of_bearer_lane(import_string(path))]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = every
 
 
 class LaneWSGIHandler:
@@ -23,8 +39,7 @@ class LaneWSGIHandler:
 
     def __init__(self) -> None:
         self.full = WSGIHandler()
-        with bearer_lane():
-            self.bearer = WSGIHandler()
+        self.bearer: WSGIHandler = _BearerLaneHandler()
 
     def handler_for(self, environ: dict[str, Any]) -> WSGIHandler:
         if is_bearer_api_environ(get_path_info(environ), environ):

@@ -1,16 +1,14 @@
 """Middleware that steps aside when it has nothing to do: the browser-only layers (sessions, the
 session user, messages, CSRF) on bearer-token API calls, and CORS while no origin is allowed.
 
-Under WSGI (``project.wsgi``) a bearer-token API call goes through a chain built without the
-browser-only layers at all (``bearer_lane``); the ASGI entry point and the test client build one
-chain, in which those layers step aside on such calls.
+Under WSGI (``project.handler``) a bearer-token API call goes through a chain built without
+them at all (``left_out_of_bearer_lane``); the ASGI entry point and the test client build one
+chain, in which sessions, the session user and messages step aside on such calls.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 from corsheaders.conf import conf as cors_conf
@@ -19,7 +17,6 @@ from corsheaders.signals import check_request_enabled
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.exceptions import MiddlewareNotUsed
 from django.core.signals import setting_changed
 from django.http import HttpRequest
 from django.middleware.csrf import CsrfViewMiddleware
@@ -40,28 +37,7 @@ def is_bearer_api_environ(path_info: str, environ: dict[str, Any]) -> bool:
     return path_info.startswith("/api/") and environ.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
 
 
-_building_bearer_lane: ContextVar[bool] = ContextVar("building_bearer_lane", default=False)
-
-
-@contextlib.contextmanager
-def bearer_lane() -> Iterator[None]:
-    """While a handler loads its middleware in this block, the browser-only layers leave themselves
-    out of its chain (Django's ``MiddlewareNotUsed``): the chain for bearer-token API calls."""
-    token = _building_bearer_lane.set(True)
-    try:
-        yield
-    finally:
-        _building_bearer_lane.reset(token)
-
-
-class _LeftOutOfBearerLane:
-    def __init__(self, get_response: Callable[[HttpRequest], Any], *args: Any, **kwargs: Any) -> None:
-        if _building_bearer_lane.get():
-            raise MiddlewareNotUsed
-        super().__init__(get_response, *args, **kwargs)  # type: ignore[call-arg]
-
-
-class _BrowserOnly(_LeftOutOfBearerLane):
+class _BrowserOnly:
     get_response: Callable[[HttpRequest], Any]
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -82,11 +58,12 @@ class BrowserMessageMiddleware(_BrowserOnly, MessageMiddleware):
     """Django's messages, except on bearer-token API calls."""
 
 
-class BrowserCsrfViewMiddleware(_LeftOutOfBearerLane, CsrfViewMiddleware):
-    """Django's CSRF protection, left out of the bearer lane: a CSRF attack rides on credentials a
-    browser adds by itself (cookies), and such a call is authenticated by a header a page on another
-    origin cannot set without a CORS preflight, with sessions skipped. In a single chain it runs as
-    Django's does (its ``process_view`` hook is the handler's, not the chain's)."""
+def left_out_of_bearer_lane(middleware: type) -> bool:
+    """Whether a middleware class has nothing to do on a bearer-token API call: the browser-only
+    layers above, and Django's CSRF protection (a CSRF attack rides on credentials a browser adds
+    by itself, cookies, while such a call is authenticated by a header that a page on another
+    origin cannot set without a CORS preflight, and sessions are skipped on it)."""
+    return issubclass(middleware, _BrowserOnly | CsrfViewMiddleware)
 
 
 class CorsMiddleware(_CorsMiddleware):

@@ -67,10 +67,11 @@ MIDDLEWARE = [
     "project.limits.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Sessions, the session user, messages and CSRF serve the admin and the staff endpoints'
-    # session login; bearer-token API calls skip them (project.middleware.is_bearer_api_call).
+    # session login; under WSGI bearer-token API calls go through a chain without them
+    # (project.handler), elsewhere the first three step aside on such calls.
     "project.middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "project.middleware.BrowserCsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "project.middleware.BrowserAuthenticationMiddleware",
     "project.middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

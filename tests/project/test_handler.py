@@ -14,12 +14,12 @@ import pytest
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import close_old_connections
+from django.middleware.csrf import CsrfViewMiddleware
 from django.test import RequestFactory
 
 from project.handler import LaneWSGIHandler
 from project.middleware import (
     BrowserAuthenticationMiddleware,
-    BrowserCsrfViewMiddleware,
     BrowserMessageMiddleware,
     BrowserSessionMiddleware,
 )
@@ -42,7 +42,7 @@ def _keep_the_test_connection() -> Iterator[None]:
 
 BROWSER_ONLY = (
     BrowserSessionMiddleware,
-    BrowserCsrfViewMiddleware,
+    CsrfViewMiddleware,
     BrowserAuthenticationMiddleware,
     BrowserMessageMiddleware,
 )
@@ -128,6 +128,13 @@ def test_every_other_request_goes_through_the_whole_chain(path, headers, entered
     assert entered == [cls.__name__ for cls in BROWSER_ONLY]
     if path == "/admin/login/":  # CSRF ran: the login form's cookie is set
         assert status.startswith("200") and "csrftoken=" in response_headers.get("Set-Cookie", "")
+
+
+def test_building_the_shorter_chain_leaves_the_setting_as_it_was(settings):
+    before = list(settings.MIDDLEWARE)
+    LaneWSGIHandler()
+    assert list(settings.MIDDLEWARE) == before
+    assert "django.middleware.csrf.CsrfViewMiddleware" in before  # check --deploy looks for it by name
 
 
 def test_the_chain_is_chosen_on_the_path_without_the_script_name(bearer):
