@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.core.handlers.wsgi import WSGIHandler, get_path_info
+from django.core.handlers.wsgi import WSGIHandler
 from django.utils.module_loading import import_string
 
 from project.middleware import is_bearer_api_environ, left_out_of_bearer_lane
@@ -42,7 +42,9 @@ class LaneWSGIHandler:
         self.bearer: WSGIHandler = _BearerLaneHandler()
 
     def handler_for(self, environ: dict[str, Any]) -> WSGIHandler:
-        if is_bearer_api_environ(get_path_info(environ), environ):
+        # The raw PATH_INFO: Django's decoding of it (``get_path_info``) cannot change whether it
+        # starts with the ASCII "/api/", and the request object decodes it again anyway.
+        if is_bearer_api_environ(environ.get("PATH_INFO", ""), environ):
             return self.bearer
         return self.full
 

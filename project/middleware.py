@@ -1,5 +1,5 @@
 """Middleware that steps aside when it has nothing to do: the browser-only layers (sessions, the
-session user, messages, CSRF) on bearer-token API calls, and CORS while no origin is allowed.
+session user, messages) on bearer-token API calls, and CORS while no origin is allowed.
 
 Under WSGI (``project.handler``) a bearer-token API call goes through a chain built without
 them at all (``left_out_of_bearer_lane``); the ASGI entry point and the test client build one
