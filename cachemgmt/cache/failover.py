@@ -23,6 +23,12 @@ scripts also carry a ``#!lua`` shebang without ``no-writes``, so a demoted prima
 read-only replica) refuses even a read, and its clients move on instead of serving its data.
 A thread per process listens for Sentinel's ``+switch-master`` so all of this starts as soon
 as Sentinel announces the promotion, not at a process's next error.
+
+An invalidation a demoted primary refuses (the process had not heard of the switch yet) is not
+lost: ``RedisStore.bump`` has this process adopt the primary Sentinel names now
+(``primary_settled``: steps 1-3, or waiting for the thread already doing them) and sends it
+there once more. Had it been dropped, an entry filled on the new primary after its clear, from
+a database read made before the write committed, would have stayed in service.
 """
 
 from __future__ import annotations
@@ -140,6 +146,10 @@ def primary_adopt(
         client.close()
 
 
+class AdoptionUnderWay(redis.ConnectionError):
+    """Another thread of this process is adopting a new primary: nothing connects meanwhile."""
+
+
 class _FencingProxy(SentinelConnectionPoolProxy):
     """Sentinel's view of the primary, with the failover steps of this module's docstring
     run once per change of primary, before any connection to the new one is used."""
@@ -157,13 +167,22 @@ class _FencingProxy(SentinelConnectionPoolProxy):
                 self._pid = os.getpid()
             # One thread adopts; the others fall back to the database meanwhile (never wait).
             if not self._change_lock.acquire(blocking=False):
-                raise redis.ConnectionError("the redis primary is being adopted")
+                raise AdoptionUnderWay("the redis primary is being adopted")
             try:
                 if self.master_address != address:
                     self._adopt(self.master_address, address)
             finally:
                 self._change_lock.release()
         return address
+
+    def wait_adopted(self, timeout: float) -> bool:
+        """Wait until no thread of this process is adopting a new primary; False on timeout."""
+        if self._pid != os.getpid():
+            return True  # a forked child: the next get_master_address starts afresh
+        if not self._change_lock.acquire(timeout=timeout):
+            return False
+        self._change_lock.release()
+        return True
 
     def _adopt(self, previous: tuple[str, int] | None, current: tuple[str, int]) -> None:
         pool = self.connection_pool_ref()
@@ -207,6 +226,26 @@ class FencedSentinelConnectionPool(SentinelConnectionPool):
         self.connection_kwargs["connection_pool"] = self.proxy
 
 
+def primary_settled(pool: Any, timeout: float) -> bool:
+    """For a pool that fences failovers: adopt the primary Sentinel names now (fenced, waited,
+    cleared, idle connections to the former one closed), waiting up to ``timeout`` for an
+    adoption another thread has under way. True when that is done: a command the former primary
+    refused can be sent again. False for other pools and when Sentinel cannot say."""
+    proxy = getattr(pool, "proxy", None)
+    if not isinstance(proxy, _FencingProxy):
+        return False
+    deadline = time.monotonic() + timeout
+    while proxy.wait_adopted(max(0.0, deadline - time.monotonic())):
+        try:
+            pool.get_master_address()
+            return True
+        except AdoptionUnderWay:
+            continue  # another thread started one in between: wait for it
+        except (redis.RedisError, OSError):
+            return False
+    return False
+
+
 # Listeners to restart in a forked child (a Celery prefork child inherits the parent's store,
 # not its threads).
 _listeners: weakref.WeakSet[SwitchListener] = weakref.WeakSet()
@@ -230,9 +269,12 @@ class SwitchListener:
         self._thread.start()
         _listeners.add(self)
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = False) -> None:
+        """Stop following Sentinel; with ``wait``, return once the thread has ended."""
         self._stop.set()
         _listeners.discard(self)
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
 
     def _run(self) -> None:
         index = 0

@@ -18,9 +18,12 @@ Leases. A copy is served only while a *lease* holds. A lease is granted by Redis
 small write on the tracking connection (``SET <prefix>:near:lease 1 NX PX 1000``): a write, so
 that whatever stops Redis from taking the invalidations' writes (a hang, a write pause during
 a failover, a read-only replica, out of memory) also stops the leases. It runs for half the
-Redis socket timeout from when the write was *sent*; a writer needs a whole timeout to find
-out that its invalidation was not taken, so by then every lease granted before has run out and
-readers are back on the Redis path (and on the database while their circuit is open). Pushes
+Redis socket timeout from when the write was *sent*. A writer whose invalidation is not taken
+returns only once every lease the server granted before has run out: a server that does not
+answer costs the writer a whole timeout; one that refuses at once (a demoted primary's
+``READONLY``, out of memory) grants no lease from then on either, and the writer waits one
+lease after the refusal (``RedisStore.bump``). Readers are then back on the Redis path (and on
+the database while their circuit is open). Pushes
 and lease answers share the one ordered connection, so a push lost in the network (a TCP
 retransmission) holds back the lease answers too: a copy outlives its invalidation by at most
 a lease. An answer still missing when the process looked a lease after sending the write drops

@@ -10,9 +10,10 @@ from typing import Any
 
 from django.conf import settings
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cachemgmt.cache.breaker import CircuitBreaker
-from cachemgmt.cache.failover import NO_RETRY, SwitchListener
+from cachemgmt.cache.failover import NO_RETRY, SwitchListener, primary_settled
 from cachemgmt.cache.keys import (
     NAMESPACES,
     clock_key,
@@ -127,6 +128,11 @@ def _single_primary_client() -> bool:
     return options.get("CLIENT_CLASS", "django_redis.client.DefaultClient") == "django_redis.client.DefaultClient"
 
 
+def _timed_out(exc: BaseException | None) -> bool:
+    """A failure that took a whole socket timeout (as opposed to a refusal that came back at once)."""
+    return isinstance(exc, (RedisTimeoutError, TimeoutError))
+
+
 def _near_pool(timeout: float) -> Any:
     """The near cache's connections: RESP3, to ``REDIS_URL`` or to Sentinel's current primary."""
     import redis
@@ -176,15 +182,19 @@ class RedisStore:
         self._lost_invalidations = False
         self._lost_generation = 0
         self.near: NearCache | None = None
+        self._timeout = _redis_socket_timeout()
+        # How long a near-cache lease lasts in this deployment (0: no near caches).
+        self._near_lease = 0.0
         max_near = int(cachemgmt_settings.NEAR_MAX_ENTRIES)
         if max_near > 0 and _single_primary_client():
             self.near = NearCache(
-                lambda: _near_pool(_redis_socket_timeout()),
+                lambda: _near_pool(self._timeout),
                 prefixes=tracked_prefixes(),
                 lease_key=near_lease_key(),
-                socket_timeout=_redis_socket_timeout(),
+                socket_timeout=self._timeout,
                 max_entries=max_near,
             )
+            self._near_lease = self.near.lease
             near_caches_add(self.near)
         self.switch_listener: SwitchListener | None = None
         sentinels = getattr(settings, "REDIS_SENTINELS", None)
@@ -277,25 +287,45 @@ class RedisStore:
         return int(result) == 1
 
     def bump(self, deps: Sequence[str]) -> None:
-        try:
-            # Invalidations are tried even while this process's circuit is open: other
-            # processes may already be reading Redis again, and would serve what this write
-            # should have defeated until this process's next probe.
+        keys = [clock_key(), *deps]
+
+        def deliver() -> None:
             # The PING after the script is a second, separate round trip on purpose: Redis
             # answers it only after the pass that wrote the script's reply has also written
             # the invalidation pushes to every near cache (those two writes may be apart on
             # a busy host). So when this returns, every tracking process can already read
             # the push, and its very next request drops the copy.
-            self.guarded(
-                lambda: (self._bump(keys=[clock_key(), *deps]), self._client.ping()),
-                past_open_circuit=True,
-            )
-        except CacheUnavailable:
-            self._lost_invalidations = True
-            self._lost_generation += 1
-            if self.near is not None:
-                self.near.drop_all()
-            raise
+            self._bump(keys=keys)
+            self._client.ping()
+
+        refused_at: float | None = None
+        for attempt in (1, 2):
+            try:
+                # Invalidations are tried even while this process's circuit is open: other
+                # processes may already be reading Redis again, and would serve what this
+                # write should have defeated until this process's next probe.
+                self.guarded(deliver, past_open_circuit=True)
+                break
+            except CacheUnavailable as exc:
+                if not _timed_out(exc.__cause__):
+                    refused_at = time.monotonic()
+                # Refused because the primary moved (a demoted primary answers READONLY, or
+                # another thread is adopting the new one): sent once more, to the new primary
+                # once it is fenced and cleared, rather than lost.
+                pool = self._client.connection_pool
+                if attempt == 1 and refused_at is not None and primary_settled(pool, 8 * self._timeout):
+                    continue
+                self._lost_invalidations = True
+                self._lost_generation += 1
+                if self.near is not None:
+                    self.near.drop_all()
+                if refused_at is not None and self._near_lease:
+                    # A refusal comes back at once, while other processes' near caches may
+                    # still hold a lease the refusing server granted before it stopped taking
+                    # writes. It grants none after (a lease is a write), so one lease from
+                    # now they have all run out (a timeout takes longer than a lease itself).
+                    time.sleep(max(0.0, refused_at + self._near_lease - time.monotonic()))
+                raise
         if self.near is not None:
             self.near.drop_deps(deps)
 

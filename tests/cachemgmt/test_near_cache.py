@@ -391,6 +391,27 @@ def test_a_writer_that_cannot_reach_redis_returns_only_after_readers_stop_servin
 
 
 @pytest.mark.slow
+def test_a_writer_refused_at_once_returns_only_after_readers_stop_serving_copies(redis_server, reader_and_writer):
+    # A demoted primary (what a failover's fence makes of the old one) refuses the writer's
+    # invalidation at once, long before the reader's lease has run out; the refusal must not
+    # return while the reader still serves the copy it should have defeated.
+    reader, writer, key = reader_and_writer
+    client = raw(redis_server.url)
+    near = near_of(reader)
+    try:
+        client.replicaof("127.0.0.1", 1)  # a replica of nothing: read-only, its data kept
+        assert near.lookup(key)[0] == b"ctx-7", "the lease granted before the demotion still holds"
+        with pytest.raises(cache.CacheUnavailable):
+            writer.bump([cache.dep_user_key(7)])
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            assert near.lookup(key)[0] is None, "a copy was served after the invalidation was refused"
+            time.sleep(0.005)
+    finally:
+        client.replicaof("NO", "ONE")
+
+
+@pytest.mark.slow
 def test_a_write_pause_stops_the_leases_as_it_stops_the_invalidations(redis_server, reader_and_writer):
     # CLIENT PAUSE WRITE (a failover's first step) still answers PING; it holds every write,
     # the invalidation's and the lease's alike, so copies stop being served.

@@ -117,6 +117,18 @@ class SentinelSet:
                 return False
         return True
 
+    def wait_switched(self, port: int, timeout: float = 30.0) -> float:
+        """Seconds until every Sentinel's configuration names ``port`` as the primary (what
+        clients discover: ``SENTINEL MASTER``; the promoted address alone shows earlier)."""
+
+        def switched() -> bool:
+            return all(
+                int(_quiet(lambda i=index: self.sentinel(i).sentinel_master(self.service), {}).get("port", 0)) == port
+                for index in range(len(self.sentinel_ports))
+            )
+
+        return _until(switched, timeout=timeout, what=f"the Sentinels to switch to {port}")
+
     def wait_replicated(self, port: int, timeout: float = 20.0) -> None:
         """Until ``port`` is a replica whose link to its primary is up."""
         _until(
