@@ -7,6 +7,7 @@ import types
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect
 
 from cachemgmt.models import CacheAuditEntry
 from tests.factories import PASSWORD, UserFactory, permission
@@ -65,6 +66,8 @@ def test_staff_reads_statistics_clears_and_syncs_from_the_admin_cache_page(live_
         page.click("#clear-user .select2-selection")  # the admin's user autocomplete, by username
         page.locator(".select2-search__field").fill(member.username[:6])
         page.locator(".select2-results__option", has_text=member.username).click()
+        # The choice is in the form before it is sent (on a loaded machine select2 lags the click).
+        expect(page.locator("#clear-user select")).to_have_value(str(member.pk))
         page.click("#clear-user input[type=submit]")
         assert f"user {member.username} (id {member.pk})" in page.locator("#confirm-question").inner_text()
         page.click("#confirm")
