@@ -21,6 +21,16 @@ What it does, where, and the guarantee:
   pass (in-process cache). Past that, ``user_context_get`` reads the database instead:
   never silently stale. Processes that run no carrier (tests, shells, commands) are not
   serving requests and keep trusting the cache.
+* **Renewed by the requests.** Every wake of a background thread costs a worker serving
+  requests several milliseconds of CPU (a thread waiting for the interpreter lock is woken,
+  and loses the lock again, at each of the serving thread's socket calls), so the threads
+  sleep long and the request that finds the trust run out renews it, at most once per
+  ``RENEW_RETRY_SECONDS``: a standby reads the leader's heartbeat (one Redis ``GET``); a
+  process's own carrier, waiting on its LISTEN socket after a complete pass, is caught up as
+  long as nothing is waiting on that socket (one ``poll`` without a timeout; a wake of the
+  carrier in between voids the check). The leader still writes its heartbeat every
+  ``RENEW_SECONDS`` for the standbys, and a standby tries to take the lead every
+  ``STANDBY_SECONDS``.
 
 The project's own writes still bump their keys on commit themselves (no hop); the carrier
 adds every other writer: ``update()``, bulk writes, raw SQL, another service, a migration.
@@ -33,6 +43,7 @@ adds every other writer: ``update()``, bulk writes, raw SQL, another service, a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,13 +63,17 @@ from cachemgmt.capture import CHANGE_TABLE, NOTIFY_CHANNEL
 logger = logging.getLogger("cachemgmt.carrier")
 
 TRUST_SECONDS = 1.0
+# After a failed pass: the wait before the next.
 IDLE_SECONDS = 0.2
-# A process's own carrier on a LISTEN connection wakes this often to renew its trust when nothing
-# is committed (a notification wakes it at once whatever this is). Every wake of a background
-# thread costs a worker serving requests several milliseconds of CPU: a thread waiting for the
-# interpreter lock is woken, and loses the lock again, at each of the serving thread's socket
-# calls. Two renewals within the trust bound are the margin.
-LOCAL_IDLE_SECONDS = TRUST_SECONDS / 2
+# The leader writes its heartbeat this often when nothing is committed (a notification wakes it
+# at once whatever this is): standbys renewing from it get between half and all of the bound.
+RENEW_SECONDS = TRUST_SECONDS / 2
+# A standby tries to take the lead this often (the lock expires LEADER_TTL_SECONDS after its
+# holder's last renewal).
+STANDBY_SECONDS = 1.0
+# A request whose renewal found the carrier not caught up leaves the next ones this long to the
+# database instead of checking again.
+RENEW_RETRY_SECONDS = 0.05
 POLL_SECONDS = 0.02
 LEADER_TTL_SECONDS = 3
 BATCH = 5000
@@ -128,12 +143,59 @@ def carrier_status() -> CarrierStatus:
 
 
 def cache_trusted() -> bool:
-    """Whether cached contexts may be served now (one comparison on the request path)."""
+    """Whether cached contexts may be served now (one comparison on the request path, and
+    when the trust has run out, one renewal: this module's docstring)."""
     if not _enabled[0]:
         return True
     if not _stopped[0]:
         carrier_start()
-    return time.monotonic() < _status.trusted_until
+    now = time.monotonic()
+    if now < _status.trusted_until:
+        return True
+    return _renew(now)
+
+
+_renewing = threading.Lock()
+_next_renewal = [0.0]
+# The listener this process's own carrier waits on after a complete pass (None otherwise).
+_waiting_listener: list[_Listener | None] = [None]
+
+
+def _forget_renewal_state() -> None:
+    """In a forked child: the parent's lock may have been held at the fork, and its listener is
+    not this process's carrier's."""
+    global _renewing
+    _renewing = threading.Lock()
+    _waiting_listener[0] = None
+    _current_listener[0] = None
+    _next_renewal[0] = 0.0
+
+
+os.register_at_fork(after_in_child=_forget_renewal_state)
+
+
+def _renew(now: float) -> bool:
+    """Renew the trust from the request path (this module's docstring)."""
+    with _renewing:
+        if time.monotonic() < _status.trusted_until:
+            return True  # another thread renewed it meanwhile
+        if now < _next_renewal[0]:
+            return False
+        _next_renewal[0] = now + RENEW_RETRY_SECONDS
+        checked = time.time()
+        if _status.role == "local":
+            listener = _waiting_listener[0]
+            if listener is not None and listener.quiet():
+                _status.caught_up_at = checked
+                _trust_until(checked)
+        elif _status.role == "standby":
+            try:
+                raw = cache.shared_get(HEARTBEAT)
+            except cache.CacheUnavailable:
+                raw = None
+            if raw is not None and _status.role == "standby":
+                _trust_until(float(json.loads(raw)[0]))
+        return time.monotonic() < _status.trusted_until
 
 
 def carrier_start() -> None:
@@ -162,6 +224,9 @@ def carrier_stop(*, timeout: float = 5.0) -> None:
     meanwhile this process stops trusting cached contexts."""
     _stopped[0] = True
     _stop.set()
+    listener = _current_listener[0]
+    if listener is not None:
+        listener.interrupt()
     for thread in _threads:
         thread.join(timeout)
     _threads.clear()
@@ -176,6 +241,7 @@ _threads: list[threading.Thread] = []
 def _run() -> None:
     shared = cache.backend_name() == "redis"
     listener = _Listener() if connection.vendor == "postgresql" else None
+    _current_listener[0] = listener
     token: str | None = None
     fresh_start = not shared  # this process's own store must start empty (see below)
     need_pass = True
@@ -196,7 +262,7 @@ def _run() -> None:
                 token = _lead(token)
                 if token is None:
                     _follow_heartbeat()
-                    _stop.wait(IDLE_SECONDS)
+                    _stop.wait(STANDBY_SECONDS)
                     continue
                 need_pass = need_pass or not was_leader
             if need_pass:
@@ -218,15 +284,27 @@ def _run() -> None:
         if listener is not None:
             # An idle wait on a healthy LISTEN connection proves nothing was committed since
             # the last pass: the next pass queries only after a NOTIFY, a reconnection or
-            # VERIFY_SECONDS, so an idle deployment costs the database almost nothing.
-            idle = IDLE_SECONDS if shared else LOCAL_IDLE_SECONDS
-            need_pass = listener.wait(idle) or time.monotonic() - last_pass > VERIFY_SECONDS
+            # VERIFY_SECONDS, so an idle deployment costs the database almost nothing. The
+            # leader wakes to write its heartbeat; a process's own carrier sleeps until a
+            # notification or the next verifying pass, its requests renewing its trust meanwhile.
+            idle = RENEW_SECONDS if shared else max(0.0, VERIFY_SECONDS - (time.monotonic() - last_pass))
+            _waiting_listener[0] = None if shared else listener
+            try:
+                need_pass = listener.wait(idle) or time.monotonic() - last_pass > VERIFY_SECONDS
+            finally:
+                _waiting_listener[0] = None
         else:
             _stop.wait(POLL_SECONDS)
             need_pass = True
+    if _current_listener[0] is listener:  # not a newer carrier's (a stop that timed out)
+        _current_listener[0] = None
     if listener is not None:
-        listener.close()
+        listener.release()
     connections.close_all()
+
+
+# The listener of this process's carrier thread while it runs (carrier_stop interrupts its wait).
+_current_listener: list[_Listener | None] = [None]
 
 
 def _lead(token: str | None) -> str | None:
@@ -404,6 +482,21 @@ class _Listener:
     def __init__(self) -> None:
         self._conn: Any = None
         self._poller: Any = None
+        # For quiet() from request threads: a poll object of their own (one poll object cannot
+        # be polled by two threads at once), and the state of the carrier's wait.
+        self._probe: Any = None
+        self._probe_lock = threading.Lock()
+        self._waiting = False
+        self._wakes = 0
+        # Written by interrupt(): ends a wait at once (a stop need not wait for a notification).
+        self._interrupt_r, self._interrupt_w = os.pipe()
+        os.set_blocking(self._interrupt_r, False)
+        os.set_blocking(self._interrupt_w, False)
+
+    def interrupt(self) -> None:
+        """End the current or next wait now."""
+        with contextlib.suppress(OSError):  # already pending (a full pipe), or released
+            os.write(self._interrupt_w, b"x")
 
     def _connect(self) -> Any:
         import psycopg
@@ -422,7 +515,25 @@ class _Listener:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         self._poller = select.poll()
         self._poller.register(conn.fileno(), select.POLLIN)
+        self._poller.register(self._interrupt_r, select.POLLIN)
+        probe = select.poll()
+        probe.register(conn.fileno(), select.POLLIN)
+        with self._probe_lock:
+            self._probe = probe
         return conn
+
+    def quiet(self) -> bool:
+        """True when the carrier is waiting on this connection and nothing (a notification, a
+        hang-up, an error) is waiting to be read: every change committed before this call has
+        been applied. A wake of the carrier during the call makes it False."""
+        wakes = self._wakes
+        if not self._waiting:
+            return False
+        with self._probe_lock:
+            if self._probe is None:
+                return False
+            events = self._probe.poll(0)
+        return not events and self._waiting and self._wakes == wakes
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for a NOTIFY. False only when the connection stayed up and
@@ -435,8 +546,20 @@ class _Listener:
             # One wait on the socket, the interpreter lock released throughout: psycopg's own
             # timed wait wakes repeatedly near its deadline, and each wake takes the lock from the
             # thread serving requests (several milliseconds of CPU per call under load).
-            if not self._poller.poll(timeout * 1000):
+            self._waiting = True
+            try:
+                ready = self._poller.poll(timeout * 1000)
+            finally:
+                # Before anything is read: a quiet() under way must not see an empty socket
+                # and conclude that nothing arrived.
+                self._waiting = False
+                self._wakes += 1
+            if not ready:
                 return bool(self._conn.closed or self._conn.broken)
+            if any(fd == self._interrupt_r for fd, _ in ready):
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._interrupt_r, 64)
+                return True
             for _ in self._conn.notifies(timeout=0, stop_after=1):
                 return True
             return bool(self._conn.closed or self._conn.broken)
@@ -446,7 +569,16 @@ class _Listener:
             time.sleep(timeout)
             return True
 
+    def release(self) -> None:
+        """Close the connection and the interrupt pipe (the listener is not used again)."""
+        self.close()
+        for fd in (self._interrupt_r, self._interrupt_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def close(self) -> None:
+        with self._probe_lock:
+            self._probe = None
         if self._conn is not None:
             try:
                 self._conn.close()

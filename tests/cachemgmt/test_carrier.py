@@ -170,3 +170,58 @@ def test_a_session_ended_by_raw_sql_ends_its_tokens_through_the_carrier(running_
         lambda: client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401,
         what="the ended session to reach the cache",
     )
+
+
+@pytest.fixture
+def own_carrier(postgres, settings) -> Iterator[None]:
+    """This process's own carrier for its in-process cache, as in a deployment without Redis."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.reset_store()
+    carrier.carrier_enable()
+    carrier.carrier_start()
+    try:
+        wait_until(carrier.cache_trusted, what="the carrier to catch up")
+        assert carrier.carrier_status().role == "local"
+        yield
+    finally:
+        carrier.carrier_stop()
+        carrier.carrier_enable(False)
+        connection.close()
+
+
+def test_requests_renew_the_trust_while_the_carrier_sleeps(own_carrier, django_assert_num_queries):
+    user_id = MembershipFactory().user_id
+    settle()
+    assert is_active(user_id)
+    caught_up_at = carrier.carrier_status().caught_up_at
+    time.sleep(carrier.TRUST_SECONDS + 0.3)  # nothing committed: the carrier has not woken since
+    with django_assert_num_queries(0):
+        assert is_active(user_id)  # the request found the trust run out, renewed it, used the cache
+    assert carrier.carrier_status().caught_up_at > caught_up_at + carrier.TRUST_SECONDS
+
+
+def test_a_change_the_carrier_has_not_applied_yet_stops_the_renewal(own_carrier, monkeypatch):
+    """Whether the notification still waits on the socket or the carrier has taken it and is
+    applying it, no request renews the trust until the change is applied."""
+    user_id = MembershipFactory().user_id
+    settle()
+    assert is_active(user_id)  # cached
+    time.sleep(carrier.TRUST_SECONDS + 0.3)  # the trust has run out; only a renewal brings it back
+    applying, release = threading.Event(), threading.Event()
+    apply_pending = carrier._apply_pending
+
+    def held(*, shared: bool) -> bool:
+        applying.set()
+        release.wait(10)
+        return apply_pending(shared=shared)
+
+    monkeypatch.setattr(carrier, "_apply_pending", held)
+    User.objects.filter(pk=user_id).update(is_active=False)  # NOTIFY at commit
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        assert not is_active(user_id), "the cached context was served before the change was applied"
+        time.sleep(0.002)
+    assert applying.is_set(), "the carrier woke for the notification"
+    release.set()
+    wait_until(carrier.cache_trusted, what="the carrier to apply the change")
+    assert not is_active(user_id)
