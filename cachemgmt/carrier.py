@@ -183,18 +183,18 @@ def _renew(now: float) -> bool:
             return False
         _next_renewal[0] = now + RENEW_RETRY_SECONDS
         checked = time.time()
-        if _status.role == "local":
-            listener = _waiting_listener[0]
-            if listener is not None and listener.quiet():
-                _status.caught_up_at = checked
-                _trust_until(checked)
-        elif _status.role == "standby":
-            try:
+        try:
+            if _status.role == "local":
+                listener = _waiting_listener[0]
+                if listener is not None and listener.quiet():
+                    _status.caught_up_at = checked
+                    _trust_until(checked)
+            elif _status.role == "standby":
                 raw = cache.shared_get(HEARTBEAT)
-            except cache.CacheUnavailable:
-                raw = None
-            if raw is not None and _status.role == "standby":
-                _trust_until(float(json.loads(raw)[0]))
+                if raw is not None and _status.role == "standby":
+                    _trust_until(float(json.loads(raw)[0]))
+        except Exception:  # not renewed: this request reads the database
+            logger.debug("carrier trust not renewed", exc_info=True)
         return time.monotonic() < _status.trusted_until
 
 
