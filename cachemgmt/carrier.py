@@ -6,7 +6,8 @@ What it does, where, and the guarantee:
   process (started through ``project.wsgi`` or ``project.asgi``) runs a carrier thread, and
   the one holding the ``carrier-leader`` lock in Redis (renewed on every pass, 3 s expiry)
   does the work; the others follow its heartbeat and take over within the expiry when it
-  dies. The leader keeps its cursor (the last applied change id)
+  dies (the expiry and up to ``STANDBY_SECONDS``). The leader keeps its cursor (the last
+  applied change id)
   in Redis, so a change committed while no carrier runs is applied when one starts, and
   writes a heartbeat after every pass that left nothing pending.
 * **In-process cache (no Redis).** Every process keeps its own store, so every process runs
@@ -27,8 +28,9 @@ What it does, where, and the guarantee:
   sleep long and the request that finds the trust run out renews it, at most once per
   ``RENEW_RETRY_SECONDS``: a standby reads the leader's heartbeat (one Redis ``GET``); a
   process's own carrier, waiting on its LISTEN socket after a complete pass, is caught up as
-  long as nothing is waiting on that socket (one ``poll`` without a timeout; a wake of the
-  carrier in between voids the check). The leader still writes its heartbeat every
+  long as nothing is waiting on that socket (one ``poll`` that does not wait; a wake of the
+  carrier in between voids the check). A request that finds another thread renewing does not
+  wait for it: it reads the database. The leader still writes its heartbeat every
   ``RENEW_SECONDS`` for the standbys, and a standby tries to take the lead every
   ``STANDBY_SECONDS``.
 
@@ -112,7 +114,9 @@ def keys_of(kind: str, ident: int) -> list[str]:
 class CarrierStatus:
     role: str = "off"  # off, leader, standby, local
     cursor: int = 0
-    caught_up_at: float = 0.0  # wall time at the start of the last pass that left nothing pending
+    # Wall time the carrier was last known caught up: the start of its last pass that left
+    # nothing pending, or (a process's own carrier) a request's check of its quiet socket.
+    caught_up_at: float = 0.0
     applied: int = 0
     errors: int = 0
     pid: int = 0
@@ -158,7 +162,7 @@ def cache_trusted() -> bool:
 _renewing = threading.Lock()
 _next_renewal = [0.0]
 # The listener this process's own carrier waits on after a complete pass (None otherwise).
-_waiting_listener: list[_Listener | None] = [None]
+_waiting_listener: list[ChangeListener | None] = [None]
 
 
 def _forget_renewal_state() -> None:
@@ -176,10 +180,12 @@ os.register_at_fork(after_in_child=_forget_renewal_state)
 
 def _renew(now: float) -> bool:
     """Renew the trust from the request path (this module's docstring)."""
-    with _renewing:
+    if not _renewing.acquire(blocking=False):
+        return False  # another thread is renewing (a standby's GET may take a timeout): not waited for
+    try:
         if time.monotonic() < _status.trusted_until:
             return True  # another thread renewed it meanwhile
-        if now < _next_renewal[0]:
+        if now < _next_renewal[0] or _stopped[0]:
             return False
         _next_renewal[0] = now + RENEW_RETRY_SECONDS
         checked = time.time()
@@ -196,6 +202,8 @@ def _renew(now: float) -> bool:
         except Exception:  # not renewed: this request reads the database
             logger.debug("carrier trust not renewed", exc_info=True)
         return time.monotonic() < _status.trusted_until
+    finally:
+        _renewing.release()
 
 
 def carrier_start() -> None:
@@ -230,18 +238,30 @@ def carrier_stop(*, timeout: float = 5.0) -> None:
     for thread in _threads:
         thread.join(timeout)
     _threads.clear()
-    _status.pid = 0
-    _status.role = "off"
-    _status.trusted_until = 0.0
+    with _renewing:  # a renewal under way cannot bring the trust back after this
+        _status.pid = 0
+        _status.role = "off"
+        _status.trusted_until = 0.0
 
 
 _threads: list[threading.Thread] = []
 
 
 def _run() -> None:
-    shared = cache.backend_name() == "redis"
-    listener = _Listener() if connection.vendor == "postgresql" else None
+    listener = ChangeListener() if connection.vendor == "postgresql" else None
     _current_listener[0] = listener
+    try:
+        _loop(listener)
+    finally:
+        if _current_listener[0] is listener:  # not a newer carrier's (a stop that timed out)
+            _current_listener[0] = None
+        if listener is not None:
+            listener.release()
+        connections.close_all()
+
+
+def _loop(listener: ChangeListener | None) -> None:
+    shared = cache.backend_name() == "redis"
     token: str | None = None
     fresh_start = not shared  # this process's own store must start empty (see below)
     need_pass = True
@@ -296,15 +316,10 @@ def _run() -> None:
         else:
             _stop.wait(POLL_SECONDS)
             need_pass = True
-    if _current_listener[0] is listener:  # not a newer carrier's (a stop that timed out)
-        _current_listener[0] = None
-    if listener is not None:
-        listener.release()
-    connections.close_all()
 
 
 # The listener of this process's carrier thread while it runs (carrier_stop interrupts its wait).
-_current_listener: list[_Listener | None] = [None]
+_current_listener: list[ChangeListener | None] = [None]
 
 
 def _lead(token: str | None) -> str | None:
@@ -475,7 +490,7 @@ def _max_change_id() -> int:
 _DIRECT_PARAMS = {"HOST": "host", "PORT": "port", "USER": "user", "PASSWORD": "password"}
 
 
-class _Listener:
+class ChangeListener:
     """A dedicated PostgreSQL connection LISTENing for the triggers' NOTIFY (a session feature:
     it needs a direct connection, not a transaction-mode pooler)."""
 
@@ -493,10 +508,14 @@ class _Listener:
         os.set_blocking(self._interrupt_r, False)
         os.set_blocking(self._interrupt_w, False)
 
+        self._released = False
+
     def interrupt(self) -> None:
         """End the current or next wait now."""
-        with contextlib.suppress(OSError):  # already pending (a full pipe), or released
-            os.write(self._interrupt_w, b"x")
+        with self._probe_lock:  # never after release(): the descriptor may belong to another file by then
+            if not self._released:
+                with contextlib.suppress(OSError):  # already pending (a full pipe)
+                    os.write(self._interrupt_w, b"x")
 
     def _connect(self) -> Any:
         import psycopg
@@ -566,15 +585,19 @@ class _Listener:
         except Exception:
             logger.debug("change listener unavailable", exc_info=True)
             self.close()
-            time.sleep(timeout)
+            time.sleep(min(timeout, IDLE_SECONDS))  # then a pass, and a new connection
             return True
 
     def release(self) -> None:
         """Close the connection and the interrupt pipe (the listener is not used again)."""
         self.close()
-        for fd in (self._interrupt_r, self._interrupt_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with self._probe_lock:
+            if self._released:
+                return
+            self._released = True
+            for fd in (self._interrupt_r, self._interrupt_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def close(self) -> None:
         with self._probe_lock:
@@ -591,9 +614,10 @@ def carrier_report(*, count_pending: bool = True) -> dict[str, Any]:
     """What operators read (statistics, health, metrics, the admin page): this process's role,
     and how far the carrier serving it is behind.
 
-    ``lag_seconds`` is the age of the last pass that left nothing pending (the deployment's
-    leader with a shared cache, this process's own carrier otherwise; None when none has
-    run); ``pending`` counts recorded changes after its cursor.
+    ``lag_seconds`` is how long ago the carrier was last known caught up (the deployment's
+    leader's last pass that left nothing pending with a shared cache; this process's own
+    carrier's, or a request's check of its quiet socket, otherwise; None when none has run);
+    ``pending`` counts recorded changes after its cursor.
     """
     status = _status
     caught_up_at: float | None = status.caught_up_at or None

@@ -24,11 +24,12 @@ read-only replica) refuses even a read, and its clients move on instead of servi
 A thread per process listens for Sentinel's ``+switch-master`` so all of this starts as soon
 as Sentinel announces the promotion, not at a process's next error.
 
-An invalidation a demoted primary refuses (the process had not heard of the switch yet) is not
-lost: ``RedisStore.bump`` has this process adopt the primary Sentinel names now
-(``primary_settled``: steps 1-3, or waiting for the thread already doing them) and sends it
-there once more. Had it been dropped, an entry filled on the new primary after its clear, from
-a database read made before the write committed, would have stayed in service.
+An invalidation a demoted primary refuses (the process had not heard of the switch yet) is
+sent again: ``RedisStore.bump`` has this process adopt the primary Sentinel names now
+(``primary_settled``: steps 1-3, or waiting up to four socket timeouts for the thread already
+doing them) and sends it there once more; only if that fails too is it lost (recorded as
+such). Dropped at once, an entry filled on the new primary after its clear, from a database
+read made before the write committed, would have stayed in service.
 """
 
 from __future__ import annotations

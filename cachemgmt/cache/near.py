@@ -23,7 +23,9 @@ returns only once every lease the server granted before has run out: a server th
 answer costs the writer a whole timeout; one that refuses at once (a demoted primary's
 ``READONLY``, out of memory) grants no lease from then on either, and the writer waits one
 lease after the refusal (``RedisStore.bump``). Readers are then back on the Redis path (and on
-the database while their circuit is open). Pushes
+the database while their circuit is open). A failure on the writer's side alone (no free
+connection in its pool, no primary known to Sentinel) is a lost invalidation like any other:
+recorded, and every namespace is cleared at that process's next successful call. Pushes
 and lease answers share the one ordered connection, so a push lost in the network (a TCP
 retransmission) holds back the lease answers too: a copy outlives its invalidation by at most
 a lease. An answer still missing when the process looked a lease after sending the write drops
@@ -61,6 +63,11 @@ from redis.exceptions import NoPermissionError, RedisError, ResponseError
 logger = logging.getLogger("cachemgmt.cache")
 
 
+def lease_seconds(socket_timeout: float) -> float:
+    """How long a lease lasts: half the Redis socket timeout (this module's docstring)."""
+    return socket_timeout / 2
+
+
 class NearCache:
     """Process-local copies of entries read from Redis, under the rules of this module's docstring."""
 
@@ -84,7 +91,7 @@ class NearCache:
         self._prefixes = tuple(prefixes)
         self._lease_key = lease_key
         self._socket_timeout = socket_timeout
-        self.lease = socket_timeout / 2
+        self.lease = lease_seconds(socket_timeout)
         self._renew_every = self.lease / 4
         self._max_entries = max_entries
         self._ttl = ttl

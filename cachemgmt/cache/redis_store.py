@@ -23,7 +23,7 @@ from cachemgmt.cache.keys import (
     stats_since_key,
     tracked_prefixes,
 )
-from cachemgmt.cache.near import NearCache, near_caches_add, near_caches_remove
+from cachemgmt.cache.near import NearCache, lease_seconds, near_caches_add, near_caches_remove
 from cachemgmt.cache.store import FILL_LOCK_MS, CacheUnavailable, Hit, Miss
 from cachemgmt.conf import cachemgmt_settings
 
@@ -183,8 +183,9 @@ class RedisStore:
         self._lost_generation = 0
         self.near: NearCache | None = None
         self._timeout = _redis_socket_timeout()
-        # How long a near-cache lease lasts in this deployment (0: no near caches).
-        self._near_lease = 0.0
+        # How long a near-cache lease lasts in this deployment: other processes may keep near
+        # caches even where this one keeps none (a worker started with CACHE_NEAR_MAX_ENTRIES=0).
+        self._near_lease = lease_seconds(self._timeout) if _single_primary_client() else 0.0
         max_near = int(cachemgmt_settings.NEAR_MAX_ENTRIES)
         if max_near > 0 and _single_primary_client():
             self.near = NearCache(
@@ -194,7 +195,6 @@ class RedisStore:
                 socket_timeout=self._timeout,
                 max_entries=max_near,
             )
-            self._near_lease = self.near.lease
             near_caches_add(self.near)
         self.switch_listener: SwitchListener | None = None
         sentinels = getattr(settings, "REDIS_SENTINELS", None)
@@ -313,7 +313,7 @@ class RedisStore:
                 # another thread is adopting the new one): sent once more, to the new primary
                 # once it is fenced and cleared, rather than lost.
                 pool = self._client.connection_pool
-                if attempt == 1 and refused_at is not None and primary_settled(pool, 8 * self._timeout):
+                if attempt == 1 and refused_at is not None and primary_settled(pool, 4 * self._timeout):
                     continue
                 self._lost_invalidations = True
                 self._lost_generation += 1

@@ -225,3 +225,23 @@ def test_a_change_the_carrier_has_not_applied_yet_stops_the_renewal(own_carrier,
     release.set()
     wait_until(carrier.cache_trusted, what="the carrier to apply the change")
     assert not is_active(user_id)
+
+
+def test_a_notification_on_the_socket_ends_the_quiet(postgres):
+    """What a request's check sees while the carrier is blocked in its wait and has not been
+    scheduled yet: the notification is on the socket, and the check must say so."""
+    listener = carrier.ChangeListener()
+    try:
+        assert listener.wait(0.1), "connected and listening"
+        assert not listener.quiet(), "the carrier is not waiting"
+        listener._waiting = True  # the carrier's state during its poll (white-box: the window is too short to hit)
+        assert listener.quiet()
+        changes_record([DependencyChange(kind="user", ident=1)])  # committed, with a NOTIFY
+        wait_until(lambda: not listener.quiet(), what="the notification to reach the socket")
+        for _ in range(20):  # and it stays there until the carrier reads it
+            assert not listener.quiet()
+            time.sleep(0.005)
+        listener._waiting = False
+        assert listener.wait(1.0), "the carrier reads the notification"
+    finally:
+        listener.release()

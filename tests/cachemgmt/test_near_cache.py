@@ -399,8 +399,9 @@ def test_a_writer_refused_at_once_returns_only_after_readers_stop_serving_copies
     client = raw(redis_server.url)
     near = near_of(reader)
     try:
-        client.replicaof("127.0.0.1", 1)  # a replica of nothing: read-only, its data kept
-        assert near.lookup(key)[0] == b"ctx-7", "the lease granted before the demotion still holds"
+        # A replica of nothing: read-only, its data kept. No lookup in between: one could send a
+        # lease write whose refusal would drop the copy before the check below, fix or no fix.
+        client.replicaof("127.0.0.1", 1)
         with pytest.raises(cache.CacheUnavailable):
             writer.bump([cache.dep_user_key(7)])
         deadline = time.monotonic() + 0.3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Iterator
 
@@ -124,6 +125,46 @@ def test_an_invalidation_refused_by_the_demoted_primary_is_delivered_to_the_new_
     # The bump ran after the new primary was adopted and cleared (it set the clock last).
     assert primary.get(dep) == primary.get(cache.clock_key())
     assert primary.get(replication_marker_key()) == primary.info("replication")["master_replid"]
+
+
+def test_an_invalidation_refused_during_another_threads_adoption_waits_for_it(sentinel_group):
+    """Another thread of the process is adopting the new primary (fencing, waiting out the
+    leases) when an invalidation is refused by the old one: it waits for that adoption and is
+    then delivered, rather than failing at once because an adoption is under way."""
+    store = cache.get_store()
+    assert isinstance(store, cache.RedisStore) and store.switch_listener is not None
+    store.switch_listener.stop(wait=True)
+    dep = cache.dep_user_key(6)
+    cache.deps_bump([dep])
+    old = sentinel_group.failover()
+    sentinel_group.wait_promoted(old)
+    new = sentinel_group.primary_port()
+    assert new is not None and new != old
+    sentinel_group.wait_switched(new)
+    sentinel_group.server(old).replicaof("127.0.0.1", new)
+    # The adoption's lock held by another thread for a while, as the Sentinel listener holds it
+    # while it fences and waits (white-box: that window is too short to hit on purpose).
+    adoption = store.client.connection_pool.proxy._change_lock
+    held, release = threading.Event(), threading.Event()
+
+    def adopting() -> None:
+        with adoption:
+            held.set()
+            release.wait(5)
+
+    other = threading.Thread(target=adopting)
+    other.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    try:
+        cache.deps_bump([dep])
+    finally:
+        release.set()
+        other.join(5)
+
+    assert not store.lost_invalidations, "the invalidation was lost"
+    primary = sentinel_group.server(new)
+    assert primary.get(dep) == primary.get(cache.clock_key())
 
 
 def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs, hardening_report):
