@@ -3,6 +3,7 @@ that is down or behind makes readers go to the database rather than serve what m
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -245,3 +246,31 @@ def test_a_notification_on_the_socket_ends_the_quiet(postgres):
         assert listener.wait(1.0), "the carrier reads the notification"
     finally:
         listener.release()
+
+
+def test_a_standby_request_renews_the_trust_from_the_leaders_heartbeat(postgres, redis_cache):
+    """Another process leads (it holds the lock and writes the heartbeat); this one stands by.
+    Without a heartbeat its requests read the database; once one is written, the next request
+    renews the trust from it, without waiting for the standby's thread."""
+    token = cache.lock_acquire(carrier.LEADER_LOCK, ttl=60)
+    assert token is not None
+    carrier.carrier_enable()
+    carrier.carrier_start()
+    try:
+        wait_until(lambda: carrier.carrier_status().role == "standby", what="this process to stand by")
+        time.sleep(carrier.TRUST_SECONDS + 0.1)
+        assert not carrier.cache_trusted(), "no heartbeat: not trusted"
+        for _ in range(5):
+            followed = carrier.carrier_status().caught_up_at  # set only by the standby's thread
+            cache.shared_set(carrier.HEARTBEAT, json.dumps([time.time(), 0]), ttl=carrier.HEARTBEAT_TTL_SECONDS)
+            time.sleep(carrier.RENEW_RETRY_SECONDS + 0.01)
+            trusted = carrier.cache_trusted()
+            if carrier.carrier_status().caught_up_at == followed:
+                break  # the thread did not look meanwhile: the request renewed it (or did not)
+        assert trusted, "the request renewed the trust from the heartbeat"
+        assert carrier.carrier_status().caught_up_at == followed, "the standby's thread looked every time"
+    finally:
+        carrier.carrier_stop()
+        carrier.carrier_enable(False)
+        cache.lock_release(carrier.LEADER_LOCK, token)
+        connection.close()
