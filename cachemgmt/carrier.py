@@ -45,22 +45,19 @@ adds every other writer: ``update()``, bulk writes, raw SQL, another service, a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import select
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from django.conf import settings
 from django.db import connection, connections
 
 from cachemgmt import cache
-from cachemgmt.capture import CHANGE_TABLE, NOTIFY_CHANNEL
+from cachemgmt.capture import CHANGE_TABLE
+from cachemgmt.listener import ChangeListener
 
 logger = logging.getLogger("cachemgmt.carrier")
 
@@ -144,6 +141,11 @@ def carrier_enable(enabled: bool = True) -> None:
 
 def carrier_status() -> CarrierStatus:
     return _status
+
+
+def carrier_enabled() -> bool:
+    """Whether this process runs a carrier (a server process)."""
+    return _enabled[0]
 
 
 def cache_trusted() -> bool:
@@ -371,7 +373,7 @@ _PASS_SQL = {
 
 def _position_start() -> None:
     """Start from the newest change, watching the recent ids not yet visible."""
-    newest = _max_change_id()
+    newest = newest_change_id()
     _gaps.clear()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and newest:
@@ -480,163 +482,8 @@ def _prune() -> None:
         )
 
 
-def _max_change_id() -> int:
+def newest_change_id() -> int:
+    """The id of the newest recorded change (0 when none)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {CHANGE_TABLE}")
         return int(cursor.fetchone()[0])
-
-
-# DATABASE_DIRECT_URL's parts that replace the pooled connection's.
-_DIRECT_PARAMS = {"HOST": "host", "PORT": "port", "USER": "user", "PASSWORD": "password"}
-
-
-class ChangeListener:
-    """A dedicated PostgreSQL connection LISTENing for the triggers' NOTIFY (a session feature:
-    it needs a direct connection, not a transaction-mode pooler)."""
-
-    def __init__(self) -> None:
-        self._conn: Any = None
-        self._poller: Any = None
-        # For quiet() from request threads: a poll object of their own (one poll object cannot
-        # be polled by two threads at once), and the state of the carrier's wait.
-        self._probe: Any = None
-        self._probe_lock = threading.Lock()
-        self._waiting = False
-        self._wakes = 0
-        # Written by interrupt(): ends a wait at once (a stop need not wait for a notification).
-        self._interrupt_r, self._interrupt_w = os.pipe()
-        os.set_blocking(self._interrupt_r, False)
-        os.set_blocking(self._interrupt_w, False)
-
-        self._released = False
-
-    def interrupt(self) -> None:
-        """End the current or next wait now."""
-        with self._probe_lock:  # never after release(): the descriptor may belong to another file by then
-            if not self._released:
-                with contextlib.suppress(OSError):  # already pending (a full pipe)
-                    os.write(self._interrupt_w, b"x")
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        params = connections["default"].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        params.pop("prepare_threshold", None)
-        direct = getattr(settings, "DATABASE_DIRECT", None)
-        if direct:
-            # Behind a transaction-mode pooler LISTEN needs the server itself (same database).
-            params.update({key: direct[name] for name, key in _DIRECT_PARAMS.items() if direct.get(name)})
-        # Keepalives: a peer that vanished without closing is noticed within seconds.
-        keepalives = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}
-        conn = psycopg.connect(**{**keepalives, **params}, autocommit=True)
-        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        self._poller = select.poll()
-        self._poller.register(conn.fileno(), select.POLLIN)
-        self._poller.register(self._interrupt_r, select.POLLIN)
-        probe = select.poll()
-        probe.register(conn.fileno(), select.POLLIN)
-        with self._probe_lock:
-            self._probe = probe
-        return conn
-
-    def quiet(self) -> bool:
-        """True when the carrier is waiting on this connection and nothing (a notification, a
-        hang-up, an error) is waiting to be read: every change committed before this call has
-        been applied. A wake of the carrier during the call makes it False."""
-        wakes = self._wakes
-        if not self._waiting:
-            return False
-        with self._probe_lock:
-            if self._probe is None:
-                return False
-            events = self._probe.poll(0)
-        return not events and self._waiting and self._wakes == wakes
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for a NOTIFY. False only when the connection stayed up and
-        nothing arrived; True after a notification, a (re)connection or an error (the caller
-        then runs a pass, which catches whatever was committed while it was not listening)."""
-        try:
-            if self._conn is None:
-                self._conn = self._connect()  # LISTEN first: the pass that follows sees the rest
-                return True
-            # One wait on the socket, the interpreter lock released throughout: psycopg's own
-            # timed wait wakes repeatedly near its deadline, and each wake takes the lock from the
-            # thread serving requests (several milliseconds of CPU per call under load).
-            self._waiting = True
-            try:
-                ready = self._poller.poll(timeout * 1000)
-            finally:
-                # Before anything is read: a quiet() under way must not see an empty socket
-                # and conclude that nothing arrived.
-                self._waiting = False
-                self._wakes += 1
-            if not ready:
-                return bool(self._conn.closed or self._conn.broken)
-            if any(fd == self._interrupt_r for fd, _ in ready):
-                with contextlib.suppress(BlockingIOError, OSError):
-                    os.read(self._interrupt_r, 64)
-                return True
-            for _ in self._conn.notifies(timeout=0, stop_after=1):
-                return True
-            return bool(self._conn.closed or self._conn.broken)
-        except Exception:
-            logger.debug("change listener unavailable", exc_info=True)
-            self.close()
-            time.sleep(min(timeout, IDLE_SECONDS))  # then a pass, and a new connection
-            return True
-
-    def release(self) -> None:
-        """Close the connection and the interrupt pipe (the listener is not used again)."""
-        self.close()
-        with self._probe_lock:
-            if self._released:
-                return
-            self._released = True
-            for fd in (self._interrupt_r, self._interrupt_w):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-
-    def close(self) -> None:
-        with self._probe_lock:
-            self._probe = None
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                logger.debug("change listener close failed", exc_info=True)
-            self._conn = None
-
-
-def carrier_report(*, count_pending: bool = True) -> dict[str, Any]:
-    """What operators read (statistics, health, metrics, the admin page): this process's role,
-    and how far the carrier serving it is behind.
-
-    ``lag_seconds`` is how long ago the carrier was last known caught up (the deployment's
-    leader's last pass that left nothing pending with a shared cache; this process's own
-    carrier's, or a request's check of its quiet socket, otherwise; None when none has run);
-    ``pending`` counts recorded changes after its cursor.
-    """
-    status = _status
-    caught_up_at: float | None = status.caught_up_at or None
-    cursor = status.cursor
-    if cache.backend_name() == "redis" and status.role != "leader":
-        try:
-            raw = cache.shared_get(HEARTBEAT)
-        except cache.CacheUnavailable:
-            raw = None
-        if raw is not None:
-            beat = json.loads(raw)
-            caught_up_at, cursor = float(beat[0]), int(beat[1])
-    lag = None if caught_up_at is None else round(max(0.0, time.time() - caught_up_at), 3)
-    pending = max(0, _max_change_id() - cursor) if count_pending and caught_up_at is not None else None
-    return {
-        "role": status.role if _enabled[0] else "off",
-        "trusted": cache_trusted(),
-        "cursor": cursor,
-        "pending": pending,
-        "lag_seconds": lag,
-        "bound_seconds": TRUST_SECONDS,
-    }

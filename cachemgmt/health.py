@@ -19,7 +19,7 @@ from django.db import connections
 from django.utils import timezone
 
 from cachemgmt import cache, hooks
-from cachemgmt.carrier import carrier_report
+from cachemgmt.selectors import carrier_report
 
 DEADLINE_SECONDS = 0.8
 BROKER_TIMEOUT_SECONDS = 0.5

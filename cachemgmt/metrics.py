@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from cachemgmt import cache, hooks
-from cachemgmt.carrier import carrier_report
+from cachemgmt.selectors import carrier_report
 
 logger = logging.getLogger("cachemgmt.metrics")
 

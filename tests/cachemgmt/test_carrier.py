@@ -14,6 +14,7 @@ from django.db import connection, connections, transaction
 from accounts.models import User
 from accounts.selectors import user_context_get
 from cachemgmt import cache, carrier
+from cachemgmt.listener import ChangeListener
 from cachemgmt.models import DependencyChange
 from cachemgmt.services import changes_record
 from tests.factories import MembershipFactory
@@ -231,7 +232,7 @@ def test_a_change_the_carrier_has_not_applied_yet_stops_the_renewal(own_carrier,
 def test_a_notification_on_the_socket_ends_the_quiet(postgres):
     """What a request's check sees while the carrier is blocked in its wait and has not been
     scheduled yet: the notification is on the socket, and the check must say so."""
-    listener = carrier.ChangeListener()
+    listener = ChangeListener()
     try:
         assert listener.wait(0.1), "connected and listening"
         assert not listener.quiet(), "the carrier is not waiting"

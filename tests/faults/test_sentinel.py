@@ -101,21 +101,29 @@ def test_sentinel_deployment_starts_from_the_environment_alone(postgres, any_sen
     assert queue >= 1, "the task waits on the primary's queue (no worker runs in this test)"
 
 
+def failed_over_unheard(group: SentinelSet, dep: str) -> tuple[cache.RedisStore, int]:
+    """A failover this process has not heard of: its store last used the old primary (``dep``
+    bumped there), Sentinel has switched, and the old primary is fenced, as another process's
+    adoption does. Returns the store and the new primary's port."""
+    store = cache.get_store()
+    assert isinstance(store, cache.RedisStore) and store.switch_listener is not None
+    store.switch_listener.stop(wait=True)  # this process learns of the failover from its own call
+    cache.deps_bump([dep])
+    old = group.failover()
+    group.wait_promoted(old)
+    new = group.primary_port()
+    assert new is not None and new != old
+    group.wait_switched(new)
+    group.server(old).replicaof("127.0.0.1", new)
+    return store, new
+
+
 def test_an_invalidation_refused_by_the_demoted_primary_is_delivered_to_the_new_one(sentinel_group):
     """A process that has not heard of the failover yet sends an invalidation to the old primary,
     which a fence (another process's, or Sentinel's) has made a replica: it is refused at once,
     and must land on the new primary rather than be lost."""
-    store = cache.get_store()
-    assert isinstance(store, cache.RedisStore) and store.switch_listener is not None
-    store.switch_listener.stop(wait=True)  # this process learns of the failover from its own call
     dep = cache.dep_user_key(5)
-    cache.deps_bump([dep])
-    old = sentinel_group.failover()
-    sentinel_group.wait_promoted(old)
-    new = sentinel_group.primary_port()
-    assert new is not None and new != old
-    sentinel_group.wait_switched(new)
-    sentinel_group.server(old).replicaof("127.0.0.1", new)  # fenced, as another process's adoption does
+    store, new = failed_over_unheard(sentinel_group, dep)
 
     cache.deps_bump([dep])
 
@@ -131,17 +139,8 @@ def test_an_invalidation_refused_during_another_threads_adoption_waits_for_it(se
     """Another thread of the process is adopting the new primary (fencing, waiting out the
     leases) when an invalidation is refused by the old one: it waits for that adoption and is
     then delivered, rather than failing at once because an adoption is under way."""
-    store = cache.get_store()
-    assert isinstance(store, cache.RedisStore) and store.switch_listener is not None
-    store.switch_listener.stop(wait=True)
     dep = cache.dep_user_key(6)
-    cache.deps_bump([dep])
-    old = sentinel_group.failover()
-    sentinel_group.wait_promoted(old)
-    new = sentinel_group.primary_port()
-    assert new is not None and new != old
-    sentinel_group.wait_switched(new)
-    sentinel_group.server(old).replicaof("127.0.0.1", new)
+    store, new = failed_over_unheard(sentinel_group, dep)
     # The adoption's lock held by another thread for a while, as the Sentinel listener holds it
     # while it fences and waits (white-box: that window is too short to hit on purpose).
     adoption = store.client.connection_pool.proxy._change_lock
