@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cachemgmt.cache.breaker import CircuitBreaker
-from cachemgmt.cache.failover import NO_RETRY, SwitchListener, primary_settled
+from cachemgmt.cache.failover import SwitchListener, primary_settled
 from cachemgmt.cache.keys import (
     NAMESPACES,
     clock_key,
@@ -133,25 +133,39 @@ def _timed_out(exc: BaseException | None) -> bool:
     return isinstance(exc, (RedisTimeoutError, TimeoutError))
 
 
-def _near_pool(timeout: float) -> Any:
-    """The near cache's connections: RESP3, to ``REDIS_URL`` or to Sentinel's current primary."""
+def _near_pool(timeout: float, data_pool: Any) -> Any:
+    """The near cache's connections: RESP3, to ``REDIS_URL``, or behind Sentinel to the primary the
+    data path has adopted (``_AdoptedPrimary``)."""
     import redis
-    from redis.sentinel import Sentinel, SentinelConnectionPool
 
-    sentinels = getattr(settings, "REDIS_SENTINELS", None)
     common = {"protocol": 3, "socket_timeout": timeout, "socket_connect_timeout": timeout, "health_check_interval": 0}
-    if sentinels:
-        sentinel_kwargs = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": NO_RETRY}
-        sentinel_kwargs["password"] = getattr(settings, "REDIS_SENTINEL_PASSWORD", None)
-        manager = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
-        return SentinelConnectionPool(
-            settings.REDIS_SENTINEL_SERVICE,
-            manager,
+    if getattr(settings, "REDIS_SENTINELS", None):
+        return _AdoptedPrimary(
+            data_pool,
             db=settings.REDIS_SENTINEL_DB,
             password=getattr(settings, "REDIS_PASSWORD", None),
             **common,
         )
     return redis.ConnectionPool.from_url(str(settings.REDIS_URL), **common)
+
+
+class _AdoptedPrimary:
+    """Behind Sentinel, the near cache's tracking connection goes to the primary the data path has
+    adopted (``failover``: fenced, waited, cleared), never to one Sentinel names before that: a
+    tracking connection on the new primary while reads still went to the old one would take its
+    leases there and keep copies read from a server it does not hear from. Asking the data path's
+    pool for the primary runs the adoption first when Sentinel has switched (on the near cache's
+    own thread: the request path never connects it)."""
+
+    def __init__(self, data_pool: Any, **kwargs: Any) -> None:
+        self._data_pool = data_pool
+        self._kwargs = kwargs
+
+    def make_connection(self) -> Any:
+        import redis
+
+        host, port = self._data_pool.get_master_address()
+        return redis.Connection(host=host, port=port, **self._kwargs)
 
 
 def _redis_socket_timeout() -> float:
@@ -189,7 +203,7 @@ class RedisStore:
         max_near = int(cachemgmt_settings.NEAR_MAX_ENTRIES)
         if max_near > 0 and _single_primary_client():
             self.near = NearCache(
-                lambda: _near_pool(self._timeout),
+                lambda: _near_pool(self._timeout, self._client.connection_pool),
                 prefixes=tracked_prefixes(),
                 lease_key=near_lease_key(),
                 socket_timeout=self._timeout,

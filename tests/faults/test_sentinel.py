@@ -166,6 +166,27 @@ def test_an_invalidation_refused_during_another_threads_adoption_waits_for_it(se
     assert primary.get(dep) == primary.get(cache.clock_key())
 
 
+def test_the_near_cache_tracks_only_the_primary_the_data_path_adopted(sentinel_group):
+    """The near cache connects (first use, or again after a broken connection) after Sentinel has
+    switched but before this process adopted the new primary: it must not take leases from and
+    track a server its reads do not go to. Its connection runs the adoption first (fence, wait,
+    clear), so both paths use the new primary."""
+    store, new = failed_over_unheard(sentinel_group, cache.dep_user_key(7))
+    near = store.near
+    assert near is not None
+    proxy = store.client.connection_pool.proxy
+    assert proxy.master_address is not None and proxy.master_address[1] != new, "the reads still go to the old one"
+
+    deadline = time.monotonic() + 10
+    while near.connection is None:  # a lookup has the near cache's thread connect
+        near.lookup(cache.entry_key("user_context", "u:7"))
+        assert time.monotonic() < deadline, "the near cache never connected"
+        time.sleep(0.05)
+
+    assert near.connection.port == proxy.master_address[1] == new
+    assert was_cleared_since_promotion(sentinel_group), "the new primary was used before its clear"
+
+
 def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs, hardening_report):
     """A permission revoked just before and just after ``SENTINEL FAILOVER``, and after ``kill -9``
     of the primary: no answer is older than what was committed when its request was sent."""
