@@ -20,7 +20,7 @@ from django.utils.functional import SimpleLazyObject, empty
 from cachemgmt.counters import stats_flusher_start
 from cachemgmt.metrics import request_observe
 from project import request_context
-from project.logging import ACCESS_LOGGER
+from project.logging import ACCESS_LOGGER, access_line_write
 
 logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -70,12 +70,11 @@ class RequestLogMiddleware:
             match = request.resolver_match
             view = match.view_name if match is not None else "unmatched"
             request_observe(method=request.method or "", view=view, status=response.status_code, seconds=seconds)
-            logger.log(
+            access_line_write(
+                logger,
                 logging.ERROR if response.status_code >= 500 else logging.INFO,
                 "request",
-                # A server error's traceback rides on this line (django.request stays quiet).
-                exc_info=request.__dict__.pop(_EXCEPTION_ATTR, None),
-                extra={
+                {
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
@@ -84,6 +83,8 @@ class RequestLogMiddleware:
                     "context_cache": request_context.context_cache_get(),
                     "view": view,
                 },
+                # A server error's traceback rides on this line (django.request stays quiet).
+                request.__dict__.pop(_EXCEPTION_ATTR, None),
             )
             return response
         finally:

@@ -6,7 +6,8 @@ import functools
 import json
 import logging
 import re
-from collections.abc import MutableMapping
+import time
+from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -177,9 +178,17 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
         super().__init__(*args, **kwargs)
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name != ACCESS_LOGGER or record.exc_info or not isinstance(renderer.inner(), _JSON):
-            return str(super().format(record))
-        message = record.getMessage()
+        if record.name == ACCESS_LOGGER and not record.exc_info:
+            line = self.access_json(record.getMessage(), record.levelname, record.created, record.__dict__)
+            if line is not None:
+                return line
+        return str(super().format(record))
+
+    def access_json(self, message: str, levelname: str, created: float, fields: Mapping[str, Any]) -> str | None:
+        """The access line as JSON, the same object the generic chain renders (None in console
+        mode: the generic chain renders it)."""
+        if not isinstance(renderer.inner(), _JSON):
+            return None
         event: dict[str, Any] = {"event": message}
         for key, value in structlog.contextvars.get_contextvars().items():
             event[key] = (
@@ -187,10 +196,9 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
                 if value.__class__ is str and not suspect(value) and not _is_secret_key(key)
                 else _redact(key, value)
             )
-        event["level"] = record.levelname.lower()
-        event["logger"] = record.name
-        event["timestamp"] = _iso_utc(record.created)
-        fields = record.__dict__
+        event["level"] = levelname.lower()
+        event["logger"] = ACCESS_LOGGER
+        event["timestamp"] = _iso_utc(created)
         texts = [message]
         for name in _ACCESS_FIELDS:
             value = fields.get(name)
@@ -204,10 +212,76 @@ class Formatter(structlog.stdlib.ProcessorFormatter):
             event["event"] = scrub_text(message)
             for name in _ACCESS_FIELDS:
                 event[name] = _redact(name, event[name])
-        return _ENCODER.encode(event)
+        return _encode(event)
+
+
+def access_line_write(logger: logging.Logger, level: int, message: str, fields: dict[str, Any], exc_info: Any) -> None:
+    """Log the access line. With logging configured as the project configures it (one stream
+    handler with this module's formatter on the root, nothing in between), the line is written
+    to that stream directly: the same text, without building a ``LogRecord`` and walking the
+    logger hierarchy for each request. Any other configuration (another handler, a filter, a
+    level, console rendering) and any line with a traceback go through ``logging`` as usual."""
+    if not logger.isEnabledFor(level):
+        return
+    handler = None if exc_info else _sole_stream_handler(logger, level)
+    line = None
+    if handler is not None:
+        formatter: Formatter = handler.formatter  # type: ignore[assignment]
+        line = formatter.access_json(message, logging.getLevelName(level), time.time(), fields)
+    if handler is None or line is None:
+        logger.log(level, message, exc_info=exc_info, extra=fields)
+        return
+    handler.acquire()
+    try:
+        handler.stream.write(line + handler.terminator)
+        handler.flush()
+    except RecursionError:
+        raise
+    except Exception:  # noqa: BLE001 - what StreamHandler.emit does: reported by handleError
+        handler.handleError(logger.makeRecord(logger.name, level, "(unknown file)", 0, message, (), None, extra=fields))
+    finally:
+        handler.release()
+
+
+def _sole_stream_handler(logger: logging.Logger, level: int) -> logging.StreamHandler[Any] | None:
+    """The root's one ``StreamHandler`` with this module's formatter, when a record of ``logger``
+    at ``level`` would reach it and nothing else (no handler or filter on the way)."""
+    current: Any = logger
+    root = logging.root
+    while current is not root:
+        if current is None or current.handlers or current.filters or not current.propagate:
+            return None
+        current = current.parent
+    if root.filters or len(root.handlers) != 1:
+        return None
+    handler = root.handlers[0]
+    if (
+        handler.__class__ is not logging.StreamHandler
+        or handler.filters
+        or level < handler.level
+        or handler.formatter.__class__ is not Formatter
+    ):
+        return None
+    return handler  # type: ignore[return-value]
 
 
 _ENCODER = json.JSONEncoder(default=repr)
+# The same encoder made once: ``JSONEncoder.encode`` builds it again for every call. No cycle
+# check: every object written here is built above, flat or from ``_redact`` (depth-bounded).
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
+_C_ENCODER = (
+    _make_c_encoder(None, repr, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    if _make_c_encoder is not None
+    else None
+)
+
+
+def _encode(event: dict[str, Any]) -> str:
+    if _C_ENCODER is None:
+        return _ENCODER.encode(event)
+    return "".join(_C_ENCODER(event, 0))
+
+
 # Values the direct path writes as they are once the credential check passed.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _second: list[Any] = [None, ""]

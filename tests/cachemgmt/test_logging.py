@@ -254,3 +254,97 @@ def test_access_line_fast_path_redacts_the_message_and_any_object(message, view)
     chain.pop("timestamp")
     assert fast == chain
     assert "s3cret" not in fast_text
+
+
+@pytest.fixture
+def root_stream(monkeypatch):
+    """The root logger as the project configures it (one StreamHandler with the project's
+    formatter), writing to a buffer; and a count of the access records logging builds."""
+    import io
+
+    from project.logging import ACCESS_LOGGER, FOREIGN_PRE_CHAIN, Formatter, renderer
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN))
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    monkeypatch.setattr(logging.root, "level", logging.INFO)
+    logging.root.manager._clear_cache()
+    records: list[str] = []
+    make_record = logging.Logger.makeRecord
+
+    def counting(self, name, *args, **kwargs):
+        if name == ACCESS_LOGGER:
+            records.append(name)
+        return make_record(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counting)
+    # pytest's own capture adds a handler to the root for each test's call: the body sets the
+    # root's handlers again with ``only()``.
+    yield SimpleNamespace(
+        buffer=buffer,
+        handler=handler,
+        records=records,
+        only=lambda *more: monkeypatch.setattr(logging.root, "handlers", [handler, *more]),
+    )
+    logging.root.manager._clear_cache()
+
+
+def access_lines(text: str) -> list[dict]:
+    import json
+
+    return [line for line in map(json.loads, text.splitlines()) if line.get("logger") == "project.request"]
+
+
+def test_the_access_line_is_written_straight_to_the_configured_stream(client, root_stream):
+    """With logging as the project configures it, the access line is written to the root's stream
+    without a LogRecord, and it is the text the formatter renders for the record logging would
+    have built."""
+    from project.logging import ACCESS_LOGGER
+
+    root_stream.only()
+    client.get("/health/live", HTTP_X_REQUEST_ID="lane-1")
+
+    (line,) = access_lines(root_stream.buffer.getvalue())
+    assert root_stream.records == []
+    assert (line["event"], line["request_id"], line["level"]) == ("request", "lane-1", "info")
+    assert (line["method"], line["path"], line["status"], line["view"]) == ("GET", "/health/live", 200, "health-live")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", line["timestamp"])
+    fields = {name: line[name] for name in ("method", "path", "status", "duration_ms", "user_id", "context_cache")}
+    record = logging.getLogger(ACCESS_LOGGER).makeRecord(
+        ACCESS_LOGGER, logging.INFO, __file__, 1, "request", (), None, extra=fields | {"view": line["view"]}
+    )
+    tokens = structlog.contextvars.bind_contextvars(request_id="lane-1")
+    try:
+        chain = __import__("json").loads(generic_formatter().format(record))
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    assert {k: v for k, v in line.items() if k != "timestamp"} == {k: v for k, v in chain.items() if k != "timestamp"}
+
+
+def test_the_access_line_goes_through_logging_when_the_configuration_is_not_the_default(client, root_stream):
+    """Another handler on the way (a file, a collector, a test's capture) gets the line too, and a
+    level set above INFO silences it: the direct write steps aside."""
+    import io
+
+    from project.logging import ACCESS_LOGGER
+
+    other = io.StringIO()
+    extra = logging.StreamHandler(other)
+    extra.setFormatter(root_stream.handler.formatter)
+    root_stream.only(extra)
+
+    client.get("/health/live", HTTP_X_REQUEST_ID="lane-2")
+
+    assert [line["request_id"] for line in access_lines(root_stream.buffer.getvalue())] == ["lane-2"]
+    assert [line["request_id"] for line in access_lines(other.getvalue())] == ["lane-2"]
+    assert root_stream.records == [ACCESS_LOGGER]
+
+    root_stream.only()
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.WARNING)
+    try:
+        client.get("/health/live", HTTP_X_REQUEST_ID="lane-3")
+    finally:
+        access.setLevel(logging.NOTSET)
+    assert "lane-3" not in root_stream.buffer.getvalue()
