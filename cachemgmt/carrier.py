@@ -153,7 +153,7 @@ def cache_trusted() -> bool:
     when the trust has run out, one renewal: this module's docstring)."""
     if not _enabled[0]:
         return True
-    if not _stopped[0]:
+    if not _stopped[0] and not _started_here[0]:
         carrier_start()
     now = time.monotonic()
     if now < _status.trusted_until:
@@ -163,6 +163,9 @@ def cache_trusted() -> bool:
 
 _renewing = threading.Lock()
 _next_renewal = [0.0]
+# Whether this process started its carrier (the request path checks it instead of asking the
+# kernel for the process id each time); cleared by carrier_stop and in a forked child.
+_started_here = [False]
 # The listener this process's own carrier waits on after a complete pass (None otherwise).
 _waiting_listener: list[ChangeListener | None] = [None]
 
@@ -175,6 +178,7 @@ def _forget_renewal_state() -> None:
     _waiting_listener[0] = None
     _current_listener[0] = None
     _next_renewal[0] = 0.0
+    _started_here[0] = False
 
 
 os.register_at_fork(after_in_child=_forget_renewal_state)
@@ -212,10 +216,13 @@ def carrier_start() -> None:
     """Start this process's carrier thread once (after a fork, again in the child)."""
     pid = os.getpid()
     if _status.pid == pid or not _enabled[0]:
+        _started_here[0] = _status.pid == pid
         return
     with _lock:
         if _status.pid == pid:
+            _started_here[0] = True
             return
+        _started_here[0] = True
         _stopped[0] = False
         _status.__init__()  # type: ignore[misc]  # a forked child starts from nothing
         _status.pid = pid
@@ -241,6 +248,7 @@ def carrier_stop(*, timeout: float = 5.0) -> None:
         thread.join(timeout)
     _threads.clear()
     with _renewing:  # a renewal under way cannot bring the trust back after this
+        _started_here[0] = False
         _status.pid = 0
         _status.role = "off"
         _status.trusted_until = 0.0

@@ -16,9 +16,18 @@ from cachemgmt import cache
 
 logger = logging.getLogger("cachemgmt.counters")
 
-_started_pid: list[int] = [0]
+_started_here: list[bool] = [False]  # forgotten in a forked child (which starts its own)
 _enabled: list[bool] = [False]
 _lock = threading.Lock()
+
+
+def _forget_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _started_here[0] = False
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _flush_quietly() -> None:
@@ -45,13 +54,12 @@ def stats_flusher_enable() -> None:
 
 def stats_flusher_start(*, interval: float = cache.STATS_FLUSH_SECONDS) -> None:
     """Start this process's flusher once, when enabled (cheap: two comparisons after the first call)."""
-    pid = os.getpid()
-    if _started_pid[0] == pid or not _enabled[0]:
+    if _started_here[0] or not _enabled[0]:
         return
     with _lock:
-        if _started_pid[0] == pid:
+        if _started_here[0]:
             return
-        _started_pid[0] = pid
+        _started_here[0] = True
         threading.Thread(target=_loop, args=(interval,), name="cache-stats-flush", daemon=True).start()
         atexit.register(_flush_quietly)
 

@@ -275,3 +275,34 @@ def test_a_standby_request_renews_the_trust_from_the_leaders_heartbeat(postgres,
         carrier.carrier_enable(False)
         cache.lock_release(carrier.LEADER_LOCK, token)
         connection.close()
+
+
+def test_a_forked_child_starts_its_own_carrier_and_flusher(running_carrier, monkeypatch):
+    """The request path asks whether this process started its carrier (and its counter flusher)
+    without asking the kernel for its process id each time: a forked child, whose threads did not
+    survive the fork, must still start its own at its first request."""
+    import os
+
+    from cachemgmt import counters
+
+    monkeypatch.setattr(counters, "_enabled", [True])  # as a server process has it
+    monkeypatch.setattr(counters, "_started_here", [False])
+    counters.stats_flusher_start(interval=3600)
+    carrier.cache_trusted()
+    connections.close_all()  # the child opens its own
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: os.register_at_fork has run
+        try:
+            counters.stats_flusher_start(interval=3600)
+            carrier.cache_trusted()
+            names = {thread.name for thread in threading.enumerate()}
+            ok = {"dependency-carrier", "cache-stats-flush"} <= names and carrier.carrier_status().pid == os.getpid()
+            os.write(write_end, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert answer == b"1"
