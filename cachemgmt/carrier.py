@@ -171,10 +171,13 @@ _waiting_listener: list[ChangeListener | None] = [None]
 
 
 def _forget_renewal_state() -> None:
-    """In a forked child: the parent's lock may have been held at the fork, and its listener is
-    not this process's carrier's."""
-    global _renewing
+    """In a forked child: the parent's locks and events may have been held at the fork (its
+    carrier thread did not survive it), and its listener is not this process's carrier's."""
+    global _renewing, _lock, _stop, _ready
     _renewing = threading.Lock()
+    _lock = threading.Lock()
+    _stop = threading.Event()
+    _ready = threading.Event()
     _waiting_listener[0] = None
     _current_listener[0] = None
     _next_renewal[0] = 0.0
@@ -222,7 +225,6 @@ def carrier_start() -> None:
         if _status.pid == pid:
             _started_here[0] = True
             return
-        _started_here[0] = True
         _stopped[0] = False
         _status.__init__()  # type: ignore[misc]  # a forked child starts from nothing
         _status.pid = pid
@@ -231,6 +233,7 @@ def carrier_start() -> None:
         thread = threading.Thread(target=_run, name="dependency-carrier", daemon=True)
         _threads[:] = [thread]
         thread.start()
+        _started_here[0] = True
     # The process's first request waits for the first pass (a few milliseconds) rather than
     # reading the database because the carrier has not looked yet.
     _ready.wait(STARTUP_WAIT_SECONDS)

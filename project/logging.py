@@ -219,28 +219,32 @@ def access_line_write(logger: logging.Logger, level: int, message: str, fields: 
     """Log the access line. With logging configured as the project configures it (one stream
     handler with this module's formatter on the root, nothing in between), the line is written
     to that stream directly: the same text, without building a ``LogRecord`` and walking the
-    logger hierarchy for each request. Any other configuration (another handler, a filter, a
-    level, console rendering) and any line with a traceback go through ``logging`` as usual."""
+    logger hierarchy for each request. Levels and ``logging.disable`` apply as to any record; any
+    other configuration (another handler, a filter, a handler level above the line, console
+    rendering) and any line with a traceback go through ``logging`` as usual, and an error while
+    rendering or writing is reported by the handler's ``handleError`` as ``emit`` reports it."""
     if not logger.isEnabledFor(level):
         return
     handler = None if exc_info else _sole_stream_handler(logger, level)
-    line = None
-    if handler is not None:
-        formatter: Formatter = handler.formatter  # type: ignore[assignment]
-        line = formatter.access_json(message, logging.getLevelName(level), time.time(), fields)
-    if handler is None or line is None:
+    if handler is None:
         logger.log(level, message, exc_info=exc_info, extra=fields)
         return
-    handler.acquire()
+    formatter: Formatter = handler.formatter  # type: ignore[assignment]
     try:
-        handler.stream.write(line + handler.terminator)
-        handler.flush()
+        line = formatter.access_json(message, logging.getLevelName(level), time.time(), fields)
+        if line is None:  # console rendering: the generic chain
+            logger.log(level, message, extra=fields)
+            return
+        handler.acquire()
+        try:
+            handler.stream.write(line + handler.terminator)
+            handler.flush()
+        finally:
+            handler.release()
     except RecursionError:
         raise
-    except Exception:  # noqa: BLE001 - what StreamHandler.emit does: reported by handleError
+    except Exception:  # noqa: BLE001 - as StreamHandler.emit: reported by handleError, the request goes on
         handler.handleError(logger.makeRecord(logger.name, level, "(unknown file)", 0, message, (), None, extra=fields))
-    finally:
-        handler.release()
 
 
 def _sole_stream_handler(logger: logging.Logger, level: int) -> logging.StreamHandler[Any] | None:
@@ -284,18 +288,24 @@ def _encode(event: dict[str, Any]) -> str:
 
 # Values the direct path writes as they are once the credential check passed.
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_second: list[Any] = [None, ""]
+# (second, its text): one tuple replaced as a whole, so threads formatting at once (the access
+# line is rendered outside the handler's lock) never pair one second with another's text.
+_second: tuple[int, str] = (-1, "")
 
 
 def _iso_utc(created: float) -> str:
     """``created`` as structlog's ISO timestamp (``2026-12-03T09:30:01.123456Z``), the date and time
     formatted once per second."""
+    global _second
     whole = int(created)
-    if _second[0] != whole:
-        _second[1] = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second[0] = whole
+    cached = _second
+    if cached[0] == whole:
+        text = cached[1]
+    else:
+        text = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
     micros = int((created - whole) * 1_000_000)
-    return f"{_second[1]}.{micros:06d}Z" if micros else f"{_second[1]}Z"
+    return f"{text}.{micros:06d}Z" if micros else f"{text}Z"
 
 
 # Nothing renders where a call was made from, nor the thread or process: records skip finding

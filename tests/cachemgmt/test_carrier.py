@@ -282,27 +282,47 @@ def test_a_forked_child_starts_its_own_carrier_and_flusher(running_carrier, monk
     without asking the kernel for its process id each time: a forked child, whose threads did not
     survive the fork, must still start its own at its first request."""
     import os
+    import select
+    import signal
 
     from cachemgmt import counters
 
     monkeypatch.setattr(counters, "_enabled", [True])  # as a server process has it
-    monkeypatch.setattr(counters, "_started_here", [False])
-    counters.stats_flusher_start(interval=3600)
+    monkeypatch.setattr(counters, "_started_here", [True])  # this process "started" its flusher
+    monkeypatch.setattr(counters, "_loop", lambda interval: None)  # the child's flusher: a thread that ends
+
+    def carrier_run() -> None:  # the child's carrier thread: started, caught up, nothing else
+        carrier._trust_until(time.time())
+        carrier._stop.wait(5)
+
+    monkeypatch.setattr(carrier, "_run", carrier_run)  # this process's own carrier runs already
     carrier.cache_trusted()
-    connections.close_all()  # the child opens its own
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: os.register_at_fork has run
         try:
+            started: list[str] = []
+            real_thread = threading.Thread
+
+            def recording(*args, **kwargs):
+                started.append(kwargs.get("name", ""))
+                return real_thread(*args, **kwargs)
+
+            threading.Thread = recording  # type: ignore[misc]
             counters.stats_flusher_start(interval=3600)
             carrier.cache_trusted()
-            names = {thread.name for thread in threading.enumerate()}
-            ok = {"dependency-carrier", "cache-stats-flush"} <= names and carrier.carrier_status().pid == os.getpid()
+            own_carrier = carrier.carrier_status().pid == os.getpid()
+            ok = {"dependency-carrier", "cache-stats-flush"} <= set(started) and own_carrier
             os.write(write_end, b"1" if ok else b"0")
         finally:
             os._exit(0)
     os.close(write_end)
-    answer = os.read(read_end, 1)
-    os.waitpid(pid, 0)
-    os.close(read_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+        answer = os.read(read_end, 1) if ready else b"timeout"
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read_end)
     assert answer == b"1"

@@ -264,6 +264,7 @@ def root_stream(monkeypatch):
 
     from project.logging import ACCESS_LOGGER, FOREIGN_PRE_CHAIN, Formatter, renderer
 
+    monkeypatch.setattr(renderer, "_inner", structlog.processors.JSONRenderer())  # JSON, as without DEBUG
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(Formatter(processor=renderer, foreign_pre_chain=FOREIGN_PRE_CHAIN))
@@ -287,6 +288,7 @@ def root_stream(monkeypatch):
         records=records,
         only=lambda *more: monkeypatch.setattr(logging.root, "handlers", [handler, *more]),
     )
+    monkeypatch.undo()  # the root's level and handlers back first, then the loggers' cached levels
     logging.root.manager._clear_cache()
 
 
@@ -348,3 +350,31 @@ def test_the_access_line_goes_through_logging_when_the_configuration_is_not_the_
     finally:
         access.setLevel(logging.NOTSET)
     assert "lane-3" not in root_stream.buffer.getvalue()
+
+
+def test_an_access_line_that_cannot_be_rendered_is_reported_and_the_request_answers(client, root_stream, monkeypatch):
+    """As ``StreamHandler.emit`` does for a record: an error while rendering the line (here a value
+    bound for the request's log lines whose repr fails) goes to the handler's ``handleError``,
+    and the response is the view's, not a 500."""
+    from cachemgmt import apis
+
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    def binding_view(self, request):
+        structlog.contextvars.bind_contextvars(extra_field=Unprintable())
+        return apis.Response({"status": "ok"})
+
+    reported: list[str] = []
+    monkeypatch.setattr(apis.LiveApi, "get", binding_view)
+    monkeypatch.setattr(root_stream.handler, "handleError", lambda record: reported.append(record.getMessage()))
+    root_stream.only()
+    try:
+        response = client.get("/health/live", HTTP_X_REQUEST_ID="lane-4")
+    finally:
+        structlog.contextvars.unbind_contextvars("extra_field")
+
+    assert response.status_code == 200
+    assert reported == ["request"]
+    assert "lane-4" not in root_stream.buffer.getvalue()

@@ -184,7 +184,7 @@ def test_the_near_cache_tracks_only_the_primary_the_data_path_adopted(sentinel_g
         time.sleep(0.05)
 
     assert near.connection.port == proxy.master_address[1] == new
-    assert was_cleared_since_promotion(sentinel_group), "the new primary was used before its clear"
+    assert was_cleared_since_promotion(sentinel_group), "the new primary was not cleared when adopted"
 
 
 def test_failovers_under_load_serve_nothing_stale(postgres, sentinel_group, webs, hardening_report):

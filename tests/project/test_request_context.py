@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from types import SimpleNamespace
 
 from project import request_context
 
@@ -18,7 +19,7 @@ def test_fresh_ids_are_random_hex_read_from_the_system_256_at_a_time(monkeypatch
         reads.append(size)
         return urandom(size)
 
-    monkeypatch.setattr(os, "urandom", counting)
+    monkeypatch.setattr(request_context, "os", SimpleNamespace(urandom=counting))  # this module's reads only
     request_context._fresh_ids.reset()
 
     ids = [request_context.request_id_from(None) for _ in range(1000)]
