@@ -170,7 +170,7 @@ _started_here = [False]
 _waiting_listener: list[ChangeListener | None] = [None]
 
 
-def _forget_renewal_state() -> None:
+def _forget_after_fork() -> None:
     """In a forked child: the parent's locks and events may have been held at the fork (its
     carrier thread did not survive it), and its listener is not this process's carrier's."""
     global _renewing, _lock, _stop, _ready
@@ -184,7 +184,7 @@ def _forget_renewal_state() -> None:
     _started_here[0] = False
 
 
-os.register_at_fork(after_in_child=_forget_renewal_state)
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _renew(now: float) -> bool:
@@ -219,11 +219,9 @@ def carrier_start() -> None:
     """Start this process's carrier thread once (after a fork, again in the child)."""
     pid = os.getpid()
     if _status.pid == pid or not _enabled[0]:
-        _started_here[0] = _status.pid == pid
         return
     with _lock:
         if _status.pid == pid:
-            _started_here[0] = True
             return
         _stopped[0] = False
         _status.__init__()  # type: ignore[misc]  # a forked child starts from nothing
