@@ -35,8 +35,10 @@ the near cache off until it has reconnected.
 Seq. Copies are stored only if no push, reconnection or drop happened between the read and the
 store (``seq``).
 
-Lifetimes. A copy lives at most ``ttl`` seconds and never longer than its entry had left in
-Redis when it was read; at most ``max_entries`` copies are kept, the oldest dropped first.
+Lifetimes. A copy lives at most ``ttl`` seconds (a random 75 to 100 % of it, so copies read
+together, as after a start or a clear, are not all read again from Redis in the same second) and
+never longer than its entry had left in Redis when it was read; at most ``max_entries`` copies
+are kept, the oldest dropped first.
 
 The background thread. A thread per process connects (the request path never does), reads the
 socket once a second so an idle process's pushes do not pile up in Redis, and closes the
@@ -333,7 +335,9 @@ class NearCache:
             elif len(self._entries) >= self._max_entries:
                 self._unindex(next(iter(self._entries)))
             deps = tuple(deps)
-            life = self._ttl if ttl is None else min(self._ttl, ttl)
+            life = self._ttl * random.uniform(_TTL_SPREAD, 1.0)
+            if ttl is not None:
+                life = min(life, ttl)
             self._entries[key] = (payload, deps, self._clock() + life)
             for dep in deps:
                 self._by_dep.setdefault(dep, set()).add(key)
@@ -389,6 +393,9 @@ class NearCache:
         self._entries.clear()
         self._by_dep.clear()
 
+
+# The shortest share of ``ttl`` a copy is given (module docstring, Lifetimes).
+_TTL_SPREAD = 0.75
 
 _PUSH = object()  # what the push handler hands back to the reader: not a reply
 

@@ -522,3 +522,27 @@ def test_reconnect_attempts_back_off_and_are_logged_once(redis_server, caplog):
     for gap, backoff in zip(gaps, [1.0, 2.0, 4.0, 8.0], strict=True):
         assert 0.8 * backoff <= gap <= backoff + 0.25  # jittered, never sooner than 80 %
     assert [r.getMessage() for r in caplog.records] == ["near cache unavailable: serving from Redis"]
+
+
+@pytest.mark.slow
+def test_copies_stored_together_expire_spread_over_the_last_quarter_of_their_ttl(shared_redis):
+    clock = FakeClock()
+    near = make_near(shared_redis, socket_timeout=1.0, max_entries=100, ttl=10.0, clock=clock, maintain_every=0)
+    try:
+        seq = ready(near)
+        keys = [f"k{i}" for i in range(50)]
+        for key in keys:
+            near.store(key, b"p", ["d"], seq)
+        stored_at, expired_at = clock.now, {}
+        while len(expired_at) < len(keys) and clock.now - stored_at < 11:
+            clock.now += 0.1  # steps shorter than the lease (0.5 s), each answered by Redis
+            time.sleep(0.002)
+            for key in keys:
+                if key not in expired_at and near.lookup(key)[0] is None:
+                    expired_at[key] = clock.now - stored_at
+        lives = sorted(expired_at.values())
+        assert len(lives) == len(keys), "every copy expires within its ttl"
+        assert lives[0] >= 7.5 - 0.1 and lives[-1] <= 10.0 + 0.1
+        assert lives[-1] - lives[0] >= 1.0, f"copies stored together expire together: {lives}"
+    finally:
+        near.close()
