@@ -42,6 +42,7 @@ class BenchRun:
     memory: dict[str, Any] | None = None  # measured on ours-redis only, like cold
     cold: dict[str, Any] | None = None
     layers: dict[str, Any] = field(default_factory=dict)  # bench.layers, by mode
+    paired: dict[str, Any] | None = None  # steps.paired_rounds: the targets' side-by-side phases
     total_s: float = 0.0
 
     @classmethod
@@ -100,6 +101,8 @@ class BenchRun:
             out["cold"] = self.cold
         if self.layers:
             out["layers"] = self.layers
+        if self.paired is not None:
+            out["paired"] = self.paired
         out["total_s"] = self.total_s
         out["bodies_identical"] = compare_bodies(self.bodies, self.meta)
         return out

@@ -32,6 +32,9 @@ MODES = [
 FULL_ONLY = {"cachalot", "simplejwt-tuned", "ours-redis-direct"}
 # The reference line: every ratio of the report is taken against it.
 REFERENCE = "bare"
+# A second server of the reference, paired with the first (steps.paired_rounds): the side-by-side
+# method's own error.
+CONTROL = f"{REFERENCE}-control"
 TOKEN_KIND = {
     "bare": "ours",
     "floor": "ours",

@@ -6,6 +6,7 @@ import json
 import os
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,13 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
-def run_wrk(cfg: Config, port: int, connections: int, duration: int, tokens: Path) -> dict[str, Any]:
+def run_wrk(
+    cfg: Config, port: int, connections: int, duration: int, tokens: Path, cpus: set[int] | None = None
+) -> dict[str, Any]:
+    """One wrk run; with ``cpus``, wrk runs on those CPUs only (``taskset``)."""
+    pinned = ["taskset", "-c", ",".join(str(cpu) for cpu in sorted(cpus))] if cpus else []
     cmd = [
+        *pinned,
         "wrk",
         f"-t{min(cfg.wrk_threads, connections)}",
         f"-c{connections}",
@@ -192,4 +198,40 @@ def sequential(
         out["bodies"] = [r[1] for r in results]
     if keep_latencies:
         out["latencies_ms"] = latencies
+    return out
+
+
+def paired_phase(
+    cfg: Config, targets: list[tuple[int, Path]], connections: int, duration: int, cpus: set[int] | None
+) -> list[dict[str, Any]]:
+    """wrk against each (port, tokens) at the same time: each gets ``cfg.phase_warmup`` seconds of
+    uncounted load, then the measured runs start together. Returns each run's rate and latencies."""
+    barrier = threading.Barrier(len(targets))
+    results: list[dict[str, Any]] = [{} for _ in targets]
+
+    def one(index: int, port: int, tokens: Path) -> None:
+        if cfg.phase_warmup > 0:
+            run_wrk(cfg, port, connections, cfg.phase_warmup, tokens, cpus)
+        barrier.wait(timeout=120)
+        results[index] = run_wrk(cfg, port, connections, duration, tokens, cpus)
+
+    threads = [threading.Thread(target=one, args=(i, port, tokens)) for i, (port, tokens) in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out = []
+    for result in results:
+        if not result:
+            raise RuntimeError("a paired wrk run gave no result")
+        errors = sum(int(result[k]) for k in ("non2xx", "err_connect", "err_read", "err_write", "err_timeout"))
+        out.append(
+            {
+                "requests": int(result["requests"]),
+                "rps": round(result["requests"] / (result["duration_us"] / 1e6), 1),
+                "p50_ms": round(result["p50_us"] / 1000, 2),
+                "p99_ms": round(result["p99_us"] / 1000, 2),
+                "errors_total": errors,
+            }
+        )
     return out

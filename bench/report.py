@@ -10,17 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.config import MODES, REFERENCE
+from bench.config import CONTROL, MODES, REFERENCE
 from bench.targets import (
     OURS,
     THROUGHPUT_TARGETS,
     UNSTABLE_SPREAD,
     concurrencies,
     fmt,
+    median,
+    paired_ratios,
     phases_of,
     ratio_cell,
     ratio_of,
     round_ratios,
+    spread,
     sql_text,
     targets,
 )
@@ -167,11 +170,13 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         cells = [ratio_cell(results, mode, REFERENCE, c, "p99_ms") for c in conc]
         w(f"| {mode} | " + " | ".join(cells) + " |")
     w("")
+    w(paired_section(results))
     w("## Targets")
     w("")
     w(
         f"A ratio whose rounds disagree by more than {UNSTABLE_SPREAD * 100:.0f} % (max - min over the median) is "
-        "marked unstable: neither met nor missed."
+        "marked unstable: neither met nor missed. The request path's ratios are taken side by side when the run "
+        "has those phases (above), else from the interleaved phases."
     )
     w("")
     w("| target | measured | met |")
@@ -248,6 +253,40 @@ def markdown(results: dict[str, Any], chart_name: str) -> str:
         w(f"| {key} | {value} |")
     w(f"| context JSON bytes (min/median/max) | {results.get('context_bytes')} |")
     w("")
+    return "\n".join(lines) + "\n"
+
+
+def paired_section(results: dict[str, Any]) -> str:
+    """The side-by-side phases (``steps.paired_rounds``): each pair's ratios round by round."""
+    paired = results.get("paired")
+    if not paired:
+        return ""
+    conc = concurrencies(results)
+    lines = [
+        "## Side by side: the targets' ratios",
+        "",
+        f"The reference and one mode under load at the same time, both servers pinned to CPU "
+        f"{', '.join(map(str, paired['server_cpus']))} and each wrk to CPU {', '.join(map(str, paired['wrk_cpus']))}, "
+        f"{results['config']['duration_s']} s per phase after {results['config']['phase_warmup_s']} s uncounted, "
+        "the pairs' order rotated between rounds: both sides of a ratio share the same seconds of the machine, "
+        f"whose speed drifts between phases. `{CONTROL}` is {REFERENCE} paired with a second {REFERENCE} server: "
+        "what the method itself reads between two identical servers. Each cell: the median of the rounds' ratios, "
+        "then each round's, then their spread.",
+        "",
+        "| pair | figure | " + " | ".join(f"c={c}" for c in conc) + " |",
+        "| --- | --- |" + " ---: |" * len(conc),
+    ]
+    for name in paired["pairs"]:
+        for key, label in (("rps", "req/s"), ("p99_ms", "p99")):
+            cells = []
+            for c in conc:
+                ratios = paired_ratios(results, name, c, key)
+                width = spread(ratios)
+                cells.append(
+                    f"{fmt(median(ratios))} ({' / '.join(f'{r:.2f}' for r in ratios)}; "
+                    f"{'n/a' if width is None else f'{width * 100:.0f} %'})"
+                )
+            lines.append(f"| {name} / {REFERENCE} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

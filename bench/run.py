@@ -16,7 +16,7 @@ from bench import report
 from bench.benchrun import BenchRun
 from bench.config import RESULTS, ROOT, log, parse_args
 from bench.server import Server, mode_env
-from bench.steps import finish_mode, layer_costs, prepare_mode, run_rounds, setup_database
+from bench.steps import finish_mode, layer_costs, paired_rounds, prepare_mode, run_rounds, setup_database
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             run.servers[mode] = Server(cfg, mode, mode_env(cfg, run.env, mode, run_dir), run_dir, cfg.port + index)
             run.modes[mode] = prepare_mode(cfg, run.servers[mode], run_dir)
         run_rounds(run)
+        paired_rounds(run)
         for server in run.servers.values():
             finish_mode(run, server)
             server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -143,6 +144,19 @@ class Server:
             dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, check=False)
             log(f"worker {pid} did not answer {path}:\n{dump.stdout[-3000:]}{dump.stderr[-500:]}")
         raise RuntimeError(f"{path} did not reach every worker ({len(answers)}/{len(expected)}; missing {states})")
+
+    def pin(self, cpus: set[int] | None) -> None:
+        """Run every thread of this server's processes on ``cpus`` only (None: wherever the bench
+        itself may run). Threads started later inherit the setting of the thread that starts them."""
+        target = cpus or os.sched_getaffinity(0)
+        for pid in [*([self.proc.pid] if self.proc else []), *self.worker_pids()]:
+            try:
+                tids = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+            except OSError:
+                continue
+            for tid in tids:
+                with contextlib.suppress(OSError):  # (a thread that ended meanwhile)
+                    os.sched_setaffinity(tid, target)
 
     def stop(self) -> None:
         if self.proc is None:

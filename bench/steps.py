@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -14,8 +16,8 @@ from typing import Any
 from psycopg import sql
 
 from bench.benchrun import BenchRun
-from bench.config import CACHED, PER_PROCESS_CACHE, REFERENCE, ROOT, USES_REDIS, Config, log, tokens_of
-from bench.measurements import Meter, exact_counts, load_phase, percentile, run_wrk, sequential
+from bench.config import CACHED, CONTROL, PER_PROCESS_CACHE, REFERENCE, ROOT, USES_REDIS, Config, log, tokens_of
+from bench.measurements import Meter, exact_counts, load_phase, paired_phase, percentile, run_wrk, sequential
 from bench.postgres import Postgres
 from bench.redis_probe import RedisProbe
 from bench.server import Server, http_request
@@ -94,6 +96,54 @@ def run_rounds(run: BenchRun) -> None:
 
 
 TARGET_BLOCK = (REFERENCE, "ours-local", "ours-redis")
+
+
+def paired_rounds(run: BenchRun) -> None:
+    """The targets' ratios, side by side: the reference and one mode under load at the same time,
+    both servers pinned to the first CPU and both wrk processes to the others, so the two share the
+    same seconds of this machine (whose speed drifts between phases) and the same core; the
+    reference is also paired with a second server of its own (the control). Needs 2 CPUs."""
+    cfg = run.cfg
+    cpus = sorted(os.sched_getaffinity(0))
+    modes = [m for m in TARGET_BLOCK[1:] if m in run.servers]
+    if len(cpus) < 2 or REFERENCE not in run.servers or not modes or not shutil.which("taskset"):
+        log("paired phases skipped (they need 2 CPUs, taskset, the reference and a mode held to it)")
+        return
+    server_cpus, wrk_cpus = {cpus[0]}, set(cpus[1:])
+    reference = run.servers[REFERENCE]
+    control = Server(cfg, REFERENCE, reference.env, run.run_dir, cfg.port + len(cfg.modes))
+    control.log_path = run.run_dir / f"gunicorn-{CONTROL}.log"
+    pairs = {CONTROL: control, **{m: run.servers[m] for m in modes}}
+    out: dict[str, Any] = {
+        "server_cpus": sorted(server_cpus),
+        "wrk_cpus": sorted(wrk_cpus),
+        "pairs": {name: [] for name in pairs},
+    }
+    try:
+        prepare_mode(cfg, control, run.run_dir)
+        for round_index in range(cfg.rounds):
+            for connections in cfg.concurrency:
+                for name in _rotated(list(pairs), round_index):
+                    server = pairs[name]
+                    targets = [(s.port, tokens_of(run.run_dir, s.mode)[0]) for s in (reference, server)]
+                    for s in (reference, server):
+                        s.pin(server_cpus)
+                    try:
+                        ref, mine = paired_phase(cfg, targets, connections, cfg.duration, wrk_cpus)
+                    finally:
+                        for s in (reference, server):
+                            s.pin(None)
+                    out["pairs"][name].append(
+                        {"round": round_index + 1, "connections": connections, "reference": ref, "mode": mine}
+                    )
+                    log(
+                        f"paired round {round_index + 1} c={connections} {name}: {mine['rps']:.0f} req/s against "
+                        f"{ref['rps']:.0f} ({mine['rps'] / max(ref['rps'], 1e-9):.3f}), p99 {mine['p99_ms']} ms "
+                        f"against {ref['p99_ms']} ms"
+                    )
+    finally:
+        control.stop()
+    run.paired = out
 
 
 def _rotated(modes: list[str], by: int) -> list[str]:

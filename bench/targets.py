@@ -3,6 +3,7 @@ round, their spread, and which targets are met, missed or unstable (``bench.repo
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from bench.config import REFERENCE
@@ -61,6 +62,16 @@ def round_ratios(results: dict[str, Any], mode: str, other: str, c: int, key: st
     return [mine[r] / theirs[r] for r in sorted(mine) if r in theirs]
 
 
+def paired_ratios(results: dict[str, Any], name: str, c: int, key: str = "rps") -> list[float]:
+    """``name``'s figure over the reference's in each side-by-side phase (``steps.paired_rounds``)."""
+    rows = ((results.get("paired") or {}).get("pairs") or {}).get(name) or []
+    return [r["mode"][key] / r["reference"][key] for r in rows if r["connections"] == c and r["reference"][key]]
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def spread(values: list[float]) -> float | None:
     """How far the rounds disagree: (max - min) / median."""
     if len(values) < 2:
@@ -99,14 +110,21 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     def ratio_target(mode: str, c: int, key: str, limit: float, at_least: bool) -> None:
         if mode not in results["modes"] or REFERENCE not in results["modes"]:
             return
-        rounds = round_ratios(results, mode, REFERENCE, c, key)
-        value = ratio_of(
-            phases_of(results, mode).get(c, {}).get(key), phases_of(results, REFERENCE).get(c, {}).get(key)
-        )
+        # Side by side when the run has those phases (the median of their ratios); else the
+        # interleaved phases' medians.
+        rounds = paired_ratios(results, mode, c, key)
+        how = "side by side"
+        value = median(rounds)
+        if not rounds:
+            rounds = round_ratios(results, mode, REFERENCE, c, key)
+            how = "interleaved"
+            value = ratio_of(
+                phases_of(results, mode).get(c, {}).get(key), phases_of(results, REFERENCE).get(c, {}).get(key)
+            )
         what = "req/s" if key == "rps" else "p99"
         sign = ">=" if at_least else "<="
         ok = None if value is None else (value >= limit if at_least else value <= limit)
-        add(f"{mode} {what} {sign} {limit}x {REFERENCE} (c={c})", value, ok, rounds=rounds)
+        add(f"{mode} {what} {sign} {limit}x {REFERENCE} (c={c}, {how})", value, ok, rounds=rounds)
 
     for mode, share in THROUGHPUT_TARGETS:
         for c in conc:

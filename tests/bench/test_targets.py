@@ -41,27 +41,27 @@ def target(run: dict[str, Any], name: str) -> dict[str, Any]:
 def test_ratios_are_taken_round_by_round_against_the_reference():
     run = results({"bare": [1000, 2000, 1500], "ours-local": [960, 1920, 1440]})
     assert targets.round_ratios(run, "ours-local", "bare", 32) == [0.96, 0.96, 0.96]
-    met = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    met = target(run, "ours-local req/s >= 0.95x bare (c=32, interleaved)")
     assert met["ok"] is True and not met["unstable"]
     assert "rounds 0.96 / 0.96 / 0.96, spread 0 %" in met["detail"]
 
 
 def test_a_single_round_is_judged_without_a_spread():
     run = results({"bare": [1000], "ours-local": [900]})
-    one = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    one = target(run, "ours-local req/s >= 0.95x bare (c=32, interleaved)")
     assert one["ok"] is False and not one["unstable"] and "one round, no spread" in one["detail"]
 
 
 def test_a_ratio_below_its_target_in_agreeing_rounds_is_missed():
     run = results({"bare": [1000, 1010, 990], "ours-redis": [850, 860, 840]})
-    missed = target(run, "ours-redis req/s >= 0.9x bare (c=32)")
+    missed = target(run, "ours-redis req/s >= 0.9x bare (c=32, interleaved)")
     assert missed["ok"] is False and not missed["unstable"]
 
 
 def test_rounds_that_disagree_by_more_than_ten_percent_are_unstable_not_met():
     # The medians alone would say 1.0: the rounds say 0.8 to 1.2.
     run = results({"bare": [1000, 1000, 1000], "ours-local": [800, 1000, 1200]})
-    unstable = target(run, "ours-local req/s >= 0.95x bare (c=32)")
+    unstable = target(run, "ours-local req/s >= 0.95x bare (c=32, interleaved)")
     assert unstable["unstable"] and unstable["ok"] is None
     assert abs(targets.spread([0.8, 1.0, 1.2]) - 0.4) < 1e-9
 
@@ -71,7 +71,7 @@ def test_p99_is_held_to_one_and_a_quarter_of_the_reference():
         {"bare": [1000, 1000, 1000], "ours-redis": [950, 950, 950]},
         p99={"bare": [10.0, 10.0, 10.0], "ours-redis": [13.0, 13.1, 12.9]},
     )
-    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32)")
+    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32, interleaved)")
     assert p99["ok"] is False and abs(p99["value"] - 1.3) < 1e-9
 
 
@@ -97,4 +97,70 @@ def test_the_markdown_names_every_mode_and_marks_unstable_targets():
         }
     text = report.markdown(run, "chart.png")
     assert "- **bare**: the reference" in text and "- **ours-local**:" in text
-    assert "| ours-local req/s >= 0.95x bare (c=32) |" in text and "| unstable |" in text
+    assert "| ours-local req/s >= 0.95x bare (c=32, interleaved) |" in text and "| unstable |" in text
+
+
+def with_pairs(run: dict[str, Any], pairs: dict[str, list[tuple[float, float, float, float]]]) -> dict[str, Any]:
+    """Side-by-side phases at c=32: per pair, (reference req/s, mode req/s, reference p99, mode p99) by round."""
+    run["paired"] = {
+        "server_cpus": [0],
+        "wrk_cpus": [1],
+        "pairs": {
+            name: [
+                {
+                    "round": i + 1,
+                    "connections": 32,
+                    "reference": {"rps": ref, "p99_ms": ref_p99},
+                    "mode": {"rps": mine, "p99_ms": mine_p99},
+                }
+                for i, (ref, mine, ref_p99, mine_p99) in enumerate(rows)
+            ]
+            for name, rows in pairs.items()
+        },
+    }
+    return run
+
+
+def test_side_by_side_phases_judge_the_targets_when_the_run_has_them():
+    # Interleaved, the machine's drift makes the rounds disagree; side by side they agree.
+    run = results({"bare": [1000, 1400, 900], "ours-redis": [1300, 950, 1000]})
+    assert target(run, "ours-redis req/s >= 0.9x bare (c=32, interleaved)")["unstable"]
+    run = with_pairs(
+        run,
+        {
+            "bare-control": [(700, 710, 10, 10), (650, 660, 10, 10), (800, 790, 10, 10)],
+            "ours-redis": [(700, 644, 10, 11), (650, 598, 10, 11), (800, 744, 10, 11)],
+        },
+    )
+    met = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side)")
+    assert met["ok"] is True and not met["unstable"] and abs(met["value"] - 0.92) < 1e-9
+    assert "rounds 0.92 / 0.92 / 0.93" in met["detail"]
+    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32, side by side)")
+    assert p99["ok"] is True and abs(p99["value"] - 1.1) < 1e-9
+    assert not [t for t in targets.targets(run) if "bare-control" in t["target"]]  # the control is no target
+
+
+def test_side_by_side_rounds_below_the_target_or_apart_are_missed_or_unstable():
+    run = with_pairs(
+        results({"bare": [1000], "ours-local": [1000], "ours-redis": [1000]}),
+        {
+            "ours-local": [(700, 630, 10, 10), (650, 585, 10, 10), (800, 720, 10, 10)],  # 0.90 each
+            "ours-redis": [(700, 700, 10, 10), (650, 520, 10, 10), (800, 800, 10, 10)],  # 1.0 / 0.8 / 1.0
+        },
+    )
+    assert target(run, "ours-local req/s >= 0.95x bare (c=32, side by side)")["ok"] is False
+    apart = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side)")
+    assert apart["unstable"] and apart["ok"] is None
+
+
+def test_the_markdown_shows_each_pair_and_the_control():
+    run = with_pairs(
+        results({"bare": [1000], "ours-redis": [950]}),
+        {"bare-control": [(700, 714, 10, 9)], "ours-redis": [(700, 651, 10, 12)]},
+    )
+    run["config"] |= {"duration_s": 6, "phase_warmup_s": 1}
+    text = report.paired_section(run)
+    assert "| bare-control / bare | req/s | 1.02 (1.02; n/a) |" in text
+    assert "| ours-redis / bare | req/s | 0.93 (0.93; n/a) |" in text
+    assert "| ours-redis / bare | p99 | 1.20 (1.20; n/a) |" in text
+    assert report.paired_section(results({"bare": [1000]})) == ""
