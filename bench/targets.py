@@ -160,7 +160,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             None if trips is None else trips <= 1.0,
             f"per request: {lookups:.3f} EVALSHA (near-cache misses: one script reads entry and dependencies), "
             f"{leases:.3f} SET (near-cache lease renewals, at most one per process every "
-            "31 ms), the rest are per-process counters flushed every 2 s; "
+            "62 ms), the rest are per-process counters flushed every 2 s; "
             f"{fmt(counted.get('redis_in_lua_per_req'))} more run inside the script",
         )
     login = (results["modes"].get("ours-redis") or {}).get("login")

@@ -35,10 +35,13 @@ the near cache off until it has reconnected.
 Seq. Copies are stored only if no push, reconnection or drop happened between the read and the
 store (``seq``).
 
-Lifetimes. A copy lives at most ``ttl`` seconds (a random 75 to 100 % of it, so copies read
-together, as after a start or a clear, are not all read again from Redis in the same second) and
-never longer than its entry had left in Redis when it was read; at most ``max_entries`` copies
-are kept, the oldest dropped first.
+Lifetimes. A copy lives at most ``ttl`` seconds (300 by default; a random 75 to 100 % of it, so
+copies read together, as after a start or a clear, are not all read again from Redis in the same
+second) and never longer than its entry had left in Redis when it was read. Coherence rests on
+the pushes and the leases above; ``ttl`` is a backstop against a defect in them, and each expiry
+costs a Redis round trip per copy (at 60 s, 200 users in 4 workers read 800 copies again every
+minute, which cost ours-redis up to a fifth of its throughput in the phases they fell in); at
+most ``max_entries`` copies are kept, the oldest dropped first.
 
 The background thread. A thread per process connects (the request path never does), reads the
 socket once a second so an idle process's pushes do not pile up in Redis, and closes the
@@ -83,7 +86,7 @@ class NearCache:
         lease_key: str,
         socket_timeout: float,
         max_entries: int,
-        ttl: float = 60.0,
+        ttl: float = 300.0,
         retry_after: float = 1.0,
         idle_close: float = 600.0,
         maintain_every: float = 1.0,
@@ -94,7 +97,10 @@ class NearCache:
         self._lease_key = lease_key
         self._socket_timeout = socket_timeout
         self.lease = lease_seconds(socket_timeout)
-        self._renew_every = self.lease / 4
+        # Two renewals a lease: an answer has half a lease to arrive before the lease runs out.
+        # Each renewal wakes Redis and costs the worker a send and a read; four a lease cost
+        # ours-redis 2-4 % of its throughput against bare, side by side (bench/README.md).
+        self._renew_every = self.lease / 2
         self._max_entries = max_entries
         self._ttl = ttl
         self._retry_after = retry_after

@@ -546,3 +546,28 @@ def test_copies_stored_together_expire_spread_over_the_last_quarter_of_their_ttl
         assert lives[-1] - lives[0] >= 1.0, f"copies stored together expire together: {lives}"
     finally:
         near.close()
+
+
+@pytest.mark.slow
+def test_a_busy_process_renews_its_lease_twice_a_lease(redis_server):
+    """Each renewal wakes Redis and costs the worker a send and a read: two a lease, and every
+    lookup of a busy process still finds the lease valid."""
+    clock = FakeClock()
+    near = make_near(redis_server.url, socket_timeout=0.2, clock=clock, maintain_every=0)  # lease: 0.1 s
+    client = raw(redis_server.url)
+    try:
+        ready(near)
+
+        def sets() -> int:
+            return int(client.info("commandstats").get("cmdstat_set", {}).get("calls", 0))
+
+        before, served = sets(), 0
+        for _ in range(200):  # one second of lookups, 5 ms apart: ten leases
+            clock.now += 0.005
+            time.sleep(0.001)  # (Redis answers in real time)
+            served += near.lookup("k")[1] is not None
+        renewals = sets() - before
+        assert served == 200, "the lease lapsed under a steady stream of lookups"
+        assert 18 <= renewals <= 21, renewals
+    finally:
+        near.close()
