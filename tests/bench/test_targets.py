@@ -132,12 +132,26 @@ def test_side_by_side_phases_judge_the_targets_when_the_run_has_them():
             "ours-redis": [(700, 644, 10, 11), (650, 598, 10, 11), (800, 744, 10, 11)],
         },
     )
-    met = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side)")
-    assert met["ok"] is True and not met["unstable"] and abs(met["value"] - 0.92) < 1e-9
-    assert "rounds 0.92 / 0.92 / 0.93" in met["detail"]
-    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32, side by side)")
+    # Each round's ratio over the control's (1.014 / 1.015 / 0.988): 0.907 / 0.906 / 0.942.
+    met = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side, over the control)")
+    assert met["ok"] is True and not met["unstable"] and abs(met["value"] - 0.92 / (710 / 700)) < 1e-9
+    assert "rounds 0.91 / 0.91 / 0.94" in met["detail"]
+    p99 = target(run, "ours-redis p99 <= 1.25x bare (c=32, side by side, over the control)")
     assert p99["ok"] is True and abs(p99["value"] - 1.1) < 1e-9
     assert not [t for t in targets.targets(run) if "bare-control" in t["target"]]  # the control is no target
+
+
+def test_a_control_ahead_of_the_reference_takes_its_lead_off_the_modes():
+    run = with_pairs(
+        results({"bare": [1000], "ours-redis": [1000]}),
+        {
+            "bare-control": [(700, 735, 10, 10), (650, 682.5, 10, 10), (800, 840, 10, 10)],  # 1.05 each
+            "ours-redis": [(700, 644, 10, 10), (650, 598, 10, 10), (800, 736, 10, 10)],  # 0.92 each
+        },
+    )
+    over = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side, over the control)")
+    assert over["ok"] is False and abs(over["value"] - 0.92 / 1.05) < 1e-9
+    assert targets.paired_ratios(run, "ours-redis", 32) == [0.92, 0.92, 0.92]  # raw, still reported
 
 
 def test_side_by_side_rounds_below_the_target_or_apart_are_missed_or_unstable():
@@ -148,7 +162,7 @@ def test_side_by_side_rounds_below_the_target_or_apart_are_missed_or_unstable():
             "ours-redis": [(700, 700, 10, 10), (650, 520, 10, 10), (800, 800, 10, 10)],  # 1.0 / 0.8 / 1.0
         },
     )
-    assert target(run, "ours-local req/s >= 0.95x bare (c=32, side by side)")["ok"] is False
+    assert target(run, "ours-local req/s >= 0.95x bare (c=32, side by side)")["ok"] is False  # (no control)
     apart = target(run, "ours-redis req/s >= 0.9x bare (c=32, side by side)")
     assert apart["unstable"] and apart["ok"] is None
 
@@ -163,4 +177,5 @@ def test_the_markdown_shows_each_pair_and_the_control():
     assert "| bare-control / bare | req/s | 1.02 (1.02; n/a) |" in text
     assert "| ours-redis / bare | req/s | 0.93 (0.93; n/a) |" in text
     assert "| ours-redis / bare | p99 | 1.20 (1.20; n/a) |" in text
+    assert "| ours-redis / bare | req/s over the control | 0.91 (0.91; n/a) |" in text
     assert report.paired_section(results({"bare": [1000]})) == ""
